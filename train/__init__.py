@@ -1,0 +1,1 @@
+"""Training recipes for vidcolor generators (installed as ``vidcolor.train``)."""
