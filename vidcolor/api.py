@@ -133,7 +133,7 @@ def colorize_video(
     settings.profile()
     engine = _engine(engine, device)
     with VideoReader(source) as reader, atomic_output(output) as tmp:
-        writer = VideoWriter(tmp, reader.info, settings, reader.copied_streams)
+        writer = VideoWriter(tmp, reader.info, settings, reader.copied_streams, label=output)
         try:
             if on_start is not None:
                 on_start(reader.info.frame_count)

@@ -157,7 +157,7 @@ def main(
     for source, target in jobs:
         try:
             if many:
-                target.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(target.parent)
             results.append(
                 _run(
                     source,
@@ -192,6 +192,13 @@ def main(
             )
     if failures:
         _fail(f"{failures} of {len(jobs)} files failed")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VidcolorError(f"{folder}: cannot create folder ({exc.strerror})") from exc
 
 
 def _fail(message: str, status: int = 1) -> NoReturn:

@@ -38,6 +38,7 @@ class VideoInfo:
     colorspace: int
     color_primaries: int
     color_trc: int
+    end_pts: int | None = None  # where the last frame ends (start + stream duration), if known
 
 
 @dataclass
@@ -123,6 +124,7 @@ class VideoReader:
             colorspace=first.colorspace,
             color_primaries=first.color_primaries,
             color_trc=first.color_trc,
+            end_pts=_end_pts(self.stream),
         )
 
     def close(self) -> None:
@@ -135,14 +137,32 @@ class VideoReader:
         self.close()
 
     def _start_pts(self) -> int | None:
-        """pts of ``start_frame`` for constant-rate films; None means 'from the beginning'."""
+        """pts of ``start_frame``, whatever the frame rate; None means 'from the beginning'.
+
+        A demux-only pass (no decoding) lists the video packets' pts: the k-th smallest is the
+        pts of frame k, exact for variable rates and films whose first pts is not 0.
+        """
         if self.start_frame <= 0:
             return None
+        try:
+            with av.open(str(self.path), metadata_errors="ignore") as container:
+                stream = container.streams.video[0]
+                stamps = sorted(
+                    packet.pts
+                    for packet in container.demux(stream)
+                    if packet.pts is not None and packet.size > 0 and not packet.is_discard
+                )
+        except (av.FFmpegError, OSError) as exc:
+            raise VidcolorError(f"{self.path}: cannot read video ({_reason(exc)})") from exc
+        if stamps:
+            if self.start_frame >= len(stamps):
+                return stamps[-1] + 1  # past the last frame: nothing to decode
+            return stamps[self.start_frame]
         rate = self.info.average_rate
         if not rate:
             raise VidcolorError(f"{self.path}: frame rate unknown, cannot start at a frame")
-        offset = self.stream.start_time or 0
-        return offset + round(Fraction(self.start_frame) / rate / self.info.time_base)
+        offset = self.stream.start_time or 0  # estimate, minus half a frame for rounding
+        return offset + round((self.start_frame - Fraction(1, 2)) / rate / self.info.time_base)
 
     def frames(self) -> Iterator[DecodedItem]:
         """Yield decoded frames (as L) and copied packets, in file order."""
@@ -153,25 +173,25 @@ class VideoReader:
         self._fresh = False
         if target is not None:
             self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
-        half_frame = 0
-        if target is not None and self.info.average_rate:
-            half_frame = int(1 / (2 * self.info.average_rate * self.info.time_base))
         index = max(self.start_frame, 0)
         pending = CopiedPackets()
         depth_fmt = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
         rate = self.info.average_rate or Fraction(25)
         default_step = max(1, round(1 / (rate * self.info.time_base)))
         last_pts = -default_step
+        discarded = 0
         try:
             for packet in self.container.demux(self.stream, *self.copied_streams):
                 if packet.stream.type != "video":
                     if packet.dts is not None and packet.size > 0 and target is None:
                         pending.packets.append(packet)
                     continue
+                if packet.is_discard and packet.size > 0:
+                    discarded += 1  # before the edit list's start: decoded, never shown
                 for frame in packet.decode():
                     pts = frame.pts if frame.pts is not None else last_pts + default_step
                     last_pts = pts
-                    if target is not None and pts < target - half_frame:
+                    if target is not None and pts < target:
                         continue
                     if pending.packets:
                         yield pending
@@ -185,12 +205,18 @@ class VideoReader:
             ) from exc
         if pending.packets:
             yield pending
-        expected = self.info.frame_count
-        if target is None and expected and index < expected:
+        expected = self.info.frame_count - discarded
+        if target is None and self.info.frame_count and index < expected:
             raise VidcolorError(
                 f"{self.path}: video is truncated or damaged: decoded {index} "
                 f"of the {expected} frames its header lists"
             )
+
+
+def _end_pts(stream: av.video.stream.VideoStream) -> int | None:
+    if not stream.duration or stream.duration <= 0:
+        return None
+    return (stream.start_time or 0) + stream.duration
 
 
 def _reason(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ the EXIF orientation so that scans come out upright, as every viewer showed them
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ _ORIENTATION_FIXES = {
 }
 _JPEG_QUALITY = 95
 _EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+_PILLOW_FORMATS = {"JPEG", "MPO"}  # read with Pillow rather than OpenCV (see read_image)
 
 
 @dataclass
@@ -36,35 +38,46 @@ class LoadedImage:
     alpha: np.ndarray | None  # (H, W) of the same dtype, or None
 
 
-def _orientation(path: Path) -> int:
+def _orientation_and_format(path: Path) -> tuple[int, str | None]:
     try:
-        with Image.open(path) as image:
-            return int(image.getexif().get(0x0112, 1))
-    except (OSError, ValueError):
-        return 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return int(image.getexif().get(0x0112, 1)), image.format
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1, None
 
 
 def _pillow_pixels(path: Path) -> np.ndarray:
-    """Fallback for formats OpenCV lacks (e.g. palette GIF): Pillow, already upright."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.asarray(image, dtype=np.uint16)
-        return np.asarray(image.convert(mode))
+    """JPEG, and formats OpenCV lacks (e.g. palette GIF): Pillow, already upright."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(image, dtype=np.uint16)
+            if image.mode == "L" and mode == "RGB":
+                return np.asarray(image)
+            return np.asarray(image.convert(mode))
 
 
 def read_image(path: Path) -> LoadedImage:
-    try:
-        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        pixels = None
+    orientation, image_format = _orientation_and_format(path)
+    pixels = None
+    # JPEG is 8-bit only: Pillow reads it, and refuses a truncated file, where OpenCV's
+    # libjpeg prints a warning on stderr and returns a half-grey picture.
+    if image_format not in _PILLOW_FORMATS:
+        try:
+            pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            pixels = None
     if pixels is not None:
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
         elif pixels.ndim == 3 and pixels.shape[2] == 3:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-        fix = _ORIENTATION_FIXES.get(_orientation(path))
+        fix = _ORIENTATION_FIXES.get(orientation)
         if fix is not None:
             pixels = np.ascontiguousarray(fix(pixels))
     else:
@@ -94,7 +107,7 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
         bgr = cv2.cvtColor(np.dstack([rgb, alpha.astype(rgb.dtype)]), cv2.COLOR_RGBA2BGRA)
     else:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    params = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY, cv2.IMWRITE_WEBP_QUALITY, _JPEG_QUALITY]
+    params = _write_params(path.suffix.lower())
     with atomic_output(path) as tmp:
         try:
             ok = cv2.imwrite(str(tmp), bgr, params)
@@ -102,3 +115,12 @@ def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) ->
             raise VidcolorError(f"{path}: cannot write this image format ({exc.err})") from exc
         if not ok:
             raise VidcolorError(f"{path}: cannot write an image with this extension")
+
+
+def _write_params(suffix: str) -> list[int]:
+    """Only the options the format knows: OpenCV warns on stderr about the others."""
+    if suffix in (".jpg", ".jpeg"):
+        return [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+    if suffix == ".webp":
+        return [cv2.IMWRITE_WEBP_QUALITY, _JPEG_QUALITY]
+    return []

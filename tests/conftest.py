@@ -1,0 +1,454 @@
+"""Fixtures that generate tiny test media with PyAV, OpenCV and Pillow, plus inspection helpers.
+
+Everything is made on the fly in pytest's temporary folders: small grey films with moving
+shapes (any time base, rate, variable timing, first pts != 0, rotation, sample aspect ratio,
+10-bit, odd size, AAC audio, SRT subtitles in .mkv) and stills of every kind vidcolor reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_FOOTAGE = REPO / ".." / "shared" / "footage"
+BOMB_FILM = "bw-film-a-bomb-blast-effects.mp4"
+FAST_RENDER = 64
+
+# --- synthetic pictures ---------------------------------------------------------------------
+
+
+def grey_frame(width: int, height: int, index: int, maximum: int = 255) -> np.ndarray:
+    """A grey-ish (R = G = B) picture: a soft gradient, a moving bright box and a dark disc."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    grey = 0.25 + 0.35 * x / max(width - 1, 1) + 0.1 * y / max(height - 1, 1)
+    bx = (index * 3) % max(width - width // 4, 1)
+    by = height // 4
+    grey[by : by + height // 3, bx : bx + width // 5] = 0.92
+    cx = width * (0.7 - 0.3 * math.sin(index / 4))
+    cy = height * (0.6 + 0.2 * math.cos(index / 5))
+    grey[(x - cx) ** 2 + (y - cy) ** 2 < (min(width, height) / 6) ** 2] = 0.08
+    plane = np.round(grey * maximum).astype(np.uint16 if maximum > 255 else np.uint8)
+    return np.repeat(plane[:, :, None], 3, axis=2)
+
+
+def asymmetric_grey(width: int, height: int, dtype: type = np.uint8) -> np.ndarray:
+    """A (H, W) grey picture whose orientation is easy to tell (bright corner top-left)."""
+    top = 65535 if dtype == np.uint16 else 255
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    plane = 0.2 + 0.5 * x / max(width - 1, 1) + 0.2 * y / max(height - 1, 1)
+    plane[: height // 3, : width // 4] = 0.97
+    plane[height // 2 :, width // 2 : width // 2 + 3] = 0.05
+    values = np.round(plane * top)
+    if dtype == np.uint16:
+        values += np.arange(width)[None, :] % 7  # values no 8-bit source can give
+    return np.clip(values, 0, top).astype(dtype)
+
+
+# --- films ----------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoSpec:
+    width: int = 96
+    height: int = 64
+    frames: int = 12
+    time_base: Fraction = Fraction(1, 14848)
+    rate: Fraction = Fraction(29)
+    pts: Sequence[int] | None = None  # explicit (irregular) pts; default: a regular grid
+    first_pts: int = 0
+    codec: str = "libx264"
+    pix_fmt: str = "yuv420p"
+    preset: str = "veryfast"  # keeps libx264's B-frames
+    rotation: int = 0
+    sar: Fraction | None = None
+    audio: bool = False
+    subtitles: str | None = None  # SRT text, muxed into an .mkv
+    faststart: bool = True
+    options: dict[str, str] = field(default_factory=dict)
+
+    def frame_pts(self) -> list[int]:
+        if self.pts is not None:
+            assert len(self.pts) == self.frames
+            return list(self.pts)
+        step = 1 / (self.rate * self.time_base)
+        return [self.first_pts + round(i * step) for i in range(self.frames)]
+
+
+SRT_TEXT = """1
+00:00:00,000 --> 00:00:00,200
+First line
+
+2
+00:00:00,250 --> 00:00:00,400
+Second line
+"""
+
+
+def write_video(path: Path, spec: VideoSpec) -> Path:
+    """Encode a grey film as ``spec`` says; returns ``path``."""
+    options: dict[str, str] = {}
+    if path.suffix in (".mp4", ".mov") and spec.faststart:
+        options["movflags"] = "+faststart"
+    if path.suffix in (".mp4", ".mov"):
+        options["movie_timescale"] = str(spec.time_base.denominator)
+    high = "10le" in spec.pix_fmt or "16le" in spec.pix_fmt
+    with av.open(str(path), "w", options=options) as out:
+        video = out.add_stream(spec.codec, rate=spec.rate)
+        video.width, video.height = spec.width, spec.height
+        video.pix_fmt = spec.pix_fmt
+        video.time_base = spec.time_base
+        video.codec_context.time_base = spec.time_base
+        if spec.codec in ("libx264", "libx265"):
+            video.options = {"preset": spec.preset, "crf": "20", **spec.options}
+        if spec.sar is not None:
+            video.codec_context.sample_aspect_ratio = spec.sar
+        if spec.rotation:
+            video.set_display_rotation(spec.rotation)
+        audio = _add_audio(out) if spec.audio else None
+        subtitle_input = None
+        if spec.subtitles is not None:
+            srt = path.with_suffix(".srt")
+            srt.write_text(spec.subtitles)
+            subtitle_input = av.open(str(srt))
+            subtitle_out = out.add_stream_from_template(subtitle_input.streams.subtitles[0])
+        pts_list = spec.frame_pts()
+        duration = float((pts_list[-1] + pts_list[-1] - pts_list[-2]) * spec.time_base)
+        for index, pts in enumerate(pts_list):
+            rgb = grey_frame(spec.width, spec.height, index, 65535 if high else 255)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if high else "rgb24")
+            frame = frame.reformat(format=spec.pix_fmt)
+            frame.pts = pts
+            frame.time_base = spec.time_base
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if audio is not None:
+            _write_sine(out, audio, duration)
+        if subtitle_input is not None:
+            for packet in subtitle_input.demux(subtitle_input.streams.subtitles[0]):
+                if packet.dts is None:
+                    continue
+                packet.stream = subtitle_out
+                out.mux(packet)
+            subtitle_input.close()
+    return path
+
+
+def cut_like_stream_copy(source: Path, target: Path, keyframe: int, first_shown: int) -> Path:
+    """Remux from the keyframe at pts ``keyframe`` with pts ``first_shown`` becoming 0, as
+    ``ffmpeg -ss ... -c copy`` does: mp4 gets an edit list and the frames before it are
+    decoded but never shown."""
+    with av.open(str(source)) as inp:
+        stream = inp.streams.video[0]
+        scale = {"movie_timescale": str(stream.time_base.denominator)}
+        out = av.open(str(target), "w", options=scale)
+        copy = out.add_stream_from_template(stream)
+        for packet in inp.demux(stream):
+            if packet.dts is None or packet.dts < keyframe - 1024:  # B-frame delay: 2 frames
+                continue
+            packet.pts -= first_shown
+            packet.dts -= first_shown
+            packet.stream = copy
+            out.mux(packet)
+        out.close()
+    return target
+
+
+def _add_audio(out: av.container.OutputContainer) -> av.audio.stream.AudioStream:
+    audio = out.add_stream("aac", rate=44100)
+    audio.codec_context.layout = "mono"
+    return audio
+
+
+def _write_sine(
+    out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float
+) -> None:
+    rate = 44100
+    samples = int(seconds * rate)
+    t = np.arange(samples) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    for start in range(0, samples, 1024):
+        chunk = wave[start : start + 1024][None, :]
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(chunk), format="fltp", layout="mono"
+        )
+        frame.sample_rate = rate
+        frame.pts = start
+        frame.time_base = Fraction(1, rate)
+        out.mux(audio.encode(frame))
+    out.mux(audio.encode(None))
+
+
+@pytest.fixture
+def make_video(tmp_path: Path) -> Callable[..., Path]:
+    """``make_video(name="in.mp4", **VideoSpec fields)`` -> a fresh film in tmp_path."""
+
+    def make(name: str = "in.mp4", **fields: object) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_video(path, VideoSpec(**fields))  # type: ignore[arg-type]
+
+    return make
+
+
+# Irregular timing (tb 1/1000): gaps of 33, 47, 20, 67, 33, 90, 40 ... ms.
+VFR_PTS = [0, 33, 80, 100, 167, 200, 290, 330, 363, 450, 483, 520]
+
+
+@pytest.fixture(scope="session")
+def sample_films(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One film per timing/geometry case, made once for the whole session."""
+    folder = tmp_path_factory.mktemp("films")
+    specs = {
+        "cfr29": VideoSpec(),
+        "ntsc": VideoSpec(time_base=Fraction(1, 30000), rate=Fraction(30000, 1001)),
+        "vfr": VideoSpec(time_base=Fraction(1, 1000), rate=Fraction(25), pts=VFR_PTS),
+        "offset": VideoSpec(first_pts=5120),
+        "rotated": VideoSpec(rotation=90),
+        "sar": VideoSpec(sar=Fraction(4, 3)),
+        "tenbit": VideoSpec(pix_fmt="yuv420p10le"),
+        "odd": VideoSpec(width=97, height=55, pix_fmt="yuv444p"),
+        "audio": VideoSpec(audio=True),
+        # keyframes every 6 frames, with B-frames: a keyframe is decoded before it is shown
+        "gop": VideoSpec(frames=30, options={"g": "6"}),
+    }
+    films = {name: write_video(folder / f"{name}.mp4", spec) for name, spec in specs.items()}
+    films["subtitled"] = write_video(folder / "subtitled.mkv", VideoSpec(subtitles=SRT_TEXT))
+    films["gop_mkv"] = write_video(folder / "gop.mkv", specs["gop"])
+    # starts 1 frame after the keyframe at frame 6: 24 frames stored, 23 shown
+    films["edit_list"] = cut_like_stream_copy(films["gop"], folder / "cut.mp4", 3072, 3584)
+    return films
+
+
+# --- stills ---------------------------------------------------------------------------------
+
+
+def write_image(path: Path, kind: str, width: int = 80, height: int = 48) -> Path:
+    """Write a still of ``kind``; see ``IMAGE_KINDS``."""
+    grey8 = asymmetric_grey(width, height)
+    if kind == "grey_jpeg":
+        cv2.imwrite(str(path), grey8)
+    elif kind == "rgb_png":
+        cv2.imwrite(str(path), np.dstack([grey8, grey8, grey8]))
+    elif kind == "grey16_png":
+        cv2.imwrite(str(path), asymmetric_grey(width, height, np.uint16))
+    elif kind == "rgb16_png":
+        grey16 = asymmetric_grey(width, height, np.uint16)
+        cv2.imwrite(str(path), np.dstack([grey16, grey16, grey16]))
+    elif kind == "palette_png":
+        Image.fromarray(grey8, "L").convert("RGB").convert("P", palette=Image.ADAPTIVE).save(path)
+    elif kind == "rgba_png":
+        alpha = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+        Image.fromarray(np.dstack([grey8, grey8, grey8, alpha]), "RGBA").save(path)
+    elif kind == "exif6_jpeg":
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(grey8, "L").convert("RGB").save(path, exif=exif, quality=95)
+    elif kind == "sepia_jpeg":
+        tint = np.array([1.0, 0.85, 0.65], dtype=np.float32)
+        sepia = (grey8[:, :, None].astype(np.float32) * tint).astype(np.uint8)
+        Image.fromarray(sepia, "RGB").save(path, quality=95)
+    elif kind == "grey16_tiff":
+        cv2.imwrite(str(path), asymmetric_grey(width, height, np.uint16))
+    else:
+        raise ValueError(kind)
+    return path
+
+
+IMAGE_KINDS = {
+    "grey_jpeg": ".jpg",
+    "rgb_png": ".png",
+    "grey16_png": ".png",
+    "rgb16_png": ".png",
+    "palette_png": ".png",
+    "rgba_png": ".png",
+    "exif6_jpeg": ".jpg",
+    "sepia_jpeg": ".jpg",
+    "grey16_tiff": ".tif",
+}
+
+
+@pytest.fixture
+def make_image(tmp_path: Path) -> Callable[..., Path]:
+    """``make_image(kind, name=None, width=80, height=48)`` -> a fresh still in tmp_path."""
+
+    def make(kind: str, name: str | None = None, width: int = 80, height: int = 48) -> Path:
+        path = tmp_path / (name or f"{kind}{IMAGE_KINDS[kind]}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_image(path, kind, width, height)
+
+    return make
+
+
+# --- the model and the footage --------------------------------------------------------------
+
+
+# One inference thread: on a busy 2-core machine (a model training beside the tests) two
+# OpenMP threads wait on each other for seconds per call, where one thread takes milliseconds.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """The shipped model on the CPU, loaded once."""
+    import torch
+
+    from vidcolor.engines import load_engine
+
+    torch.set_num_threads(1)
+    return load_engine(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def shared_footage() -> Path:
+    """``../shared/footage`` next to the repository; skips when this checkout lacks it."""
+    if not SHARED_FOOTAGE.is_dir():
+        pytest.skip(f"shared footage not found: no folder ../shared/footage next to {REPO}")
+    return SHARED_FOOTAGE
+
+
+# --- inspection -----------------------------------------------------------------------------
+
+
+@dataclass
+class FilmFacts:
+    """What a film holds, read back with PyAV independently of vidcolor."""
+
+    width: int
+    height: int
+    time_base: Fraction
+    average_rate: Fraction | None
+    pts: list[int]
+    rotation: float
+    sar: Fraction | None
+    codec: str
+    pix_fmt: str
+    chroma: float  # mean Lab chroma over the frames
+    duration: Fraction | None  # of the video stream, in seconds
+
+    @property
+    def times(self) -> list[Fraction]:
+        return [p * self.time_base for p in self.pts]
+
+
+def film_facts(path: Path) -> FilmFacts:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts: list[int] = []
+        rotation = 0.0
+        chroma: list[float] = []
+        for frame in container.decode(stream):
+            if not pts:
+                rotation = float(frame.rotation or 0)
+            pts.append(frame.pts)
+            if len(chroma) < 8:
+                chroma.append(mean_chroma(frame.to_ndarray(format="rgb24")))
+        return FilmFacts(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            time_base=stream.time_base,
+            average_rate=stream.average_rate,
+            pts=pts,
+            rotation=rotation,
+            sar=stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio,
+            codec=stream.codec_context.name,
+            pix_fmt=stream.codec_context.pix_fmt,
+            chroma=float(np.mean(chroma)) if chroma else 0.0,
+            duration=stream.duration * stream.time_base if stream.duration else None,
+        )
+
+
+def packets_of(path: Path, kind: str) -> list[tuple[Fraction, bytes]]:
+    """(pts in seconds, payload) of every packet of the first stream of ``kind``."""
+    with av.open(str(path)) as container:
+        streams = [s for s in container.streams if s.type == kind]
+        if not streams:
+            return []
+        return [
+            (p.pts * p.time_base, bytes(p))
+            for p in container.demux(streams[0])
+            if p.size > 0 and p.pts is not None
+        ]
+
+
+def mean_chroma(rgb: np.ndarray) -> float:
+    """Mean Lab chroma sqrt(a^2 + b^2) of an RGB image of any integer depth."""
+    top = float(np.iinfo(rgb.dtype).max) if np.issubdtype(rgb.dtype, np.integer) else 1.0
+    if rgb.ndim == 2:
+        return 0.0
+    lab = cv2.cvtColor(rgb[:, :, :3].astype(np.float32) / top, cv2.COLOR_RGB2Lab)
+    return float(np.mean(np.hypot(lab[:, :, 1], lab[:, :, 2])))
+
+
+def same_angle(a: float, b: float) -> bool:
+    return (a - b) % 360 == 0
+
+
+def top_level_boxes(path: Path) -> list[str]:
+    """The ISO-BMFF top-level box names in file order."""
+    names = []
+    data = path.read_bytes()
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        name = data[offset + 4 : offset + 8].decode("latin-1")
+        if size == 1:
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        elif size == 0:
+            size = len(data) - offset
+        names.append(name)
+        offset += size
+    return names
+
+
+def mp4_movie_duration(path: Path) -> Fraction:
+    """The duration an mp4's movie header (mvhd) gives players, in seconds."""
+    data = path.read_bytes()
+    at = data.index(b"mvhd") + 4
+    if data[at] == 1:  # version 1: 64-bit times
+        scale, length = int.from_bytes(data[at + 20 : at + 24], "big"), data[at + 24 : at + 32]
+    else:
+        scale, length = int.from_bytes(data[at + 12 : at + 16], "big"), data[at + 16 : at + 20]
+    return Fraction(int.from_bytes(length, "big"), scale)
+
+
+# --- running the CLI -------------------------------------------------------------------------
+
+
+@dataclass
+class CliRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | os.PathLike, timeout: float = 300) -> CliRun:
+    """``python -m vidcolor ARGS`` in a subprocess from the repository root."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="120", **ONE_THREAD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vidcolor", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def leftovers(folder: Path, recursive: bool = True) -> list[Path]:
+    """Temporary '.part' files vidcolor may have left behind."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return [p for p in found if ".part" in p.name]

@@ -1,0 +1,120 @@
+import threading
+
+import numpy as np
+import pytest
+
+from vidcolor.media.decode import CopiedPackets, DecodedFrame
+from vidcolor.pipeline import (
+    ColorizedFrame,
+    RenderedFrame,
+    colorize_stage,
+    join_stage,
+    prefetch,
+    render_shape,
+)
+
+
+class ConstantAbEngine:
+    """Test double: predicts one fixed colour and records the batches it saw."""
+
+    name = "constant"
+    device = "cpu"
+
+    def __init__(self, a: float = 30.0, b: float = 10.0):
+        self.ab = (a, b)
+        self.batches: list[tuple[int, ...]] = []
+
+    def infer(self, batch_l: np.ndarray) -> np.ndarray:
+        self.batches.append(batch_l.shape)
+        out = np.empty((batch_l.shape[0], 2, *batch_l.shape[2:]), np.float32)
+        out[:, 0], out[:, 1] = self.ab
+        return out
+
+
+def frames(count: int, height: int = 50, width: int = 70) -> list[DecodedFrame]:
+    return [
+        DecodedFrame(i, i * 512, np.full((height, width), 50.0, np.float32)) for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("size", "short", "expected"),
+    [
+        ((432, 320), 256, (352, 256)),
+        ((320, 432), 256, (256, 352)),
+        ((1920, 1080), 256, (448, 256)),
+        ((64, 64), 256, (256, 256)),
+        ((97, 55), 64, (128, 64)),
+    ],
+)
+def test_render_shape_keeps_aspect_in_multiples_of_32(size, short, expected):
+    assert render_shape(*size, short) == expected
+
+
+def test_colorize_stage_batches_frames_and_keeps_packets_in_place():
+    engine = ConstantAbEngine()
+    marker_a, marker_b = CopiedPackets(["a"]), CopiedPackets(["b"])
+    items = [*frames(3)[:2], marker_a, frames(3)[2], marker_b]
+    out = list(colorize_stage(items, engine, render_size=64, batch_size=2))
+    assert [type(i).__name__ for i in out] == [
+        "ColorizedFrame",
+        "ColorizedFrame",
+        "CopiedPackets",
+        "ColorizedFrame",
+        "CopiedPackets",
+    ]
+    assert out[2] is marker_a and out[4] is marker_b
+    assert [b[0] for b in engine.batches] == [2, 1]
+    assert engine.batches[0][2:] == (64, 96)  # 70x50 -> short side 64, x32
+    assert [f.index for f in out if isinstance(f, ColorizedFrame)] == [0, 1, 2]
+
+
+def test_join_stage_restores_full_size_and_adds_colour():
+    engine = ConstantAbEngine(a=40.0, b=0.0)
+    colour = list(colorize_stage(frames(1), engine, render_size=64, batch_size=4))
+    rendered = list(join_stage(colour, np.uint8))
+    assert isinstance(rendered[0], RenderedFrame)
+    rgb = rendered[0].rgb
+    assert rgb.shape == (50, 70, 3) and rgb.dtype == np.uint8
+    assert (rgb[..., 0].astype(int) - rgb[..., 1]).min() > 20  # reddish, as predicted
+    sixteen = list(join_stage(colour, np.uint16))[0].rgb
+    assert sixteen.dtype == np.uint16
+
+
+def test_prefetch_keeps_order_and_bounds_the_lead():
+    produced = []
+
+    def source():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    stream = prefetch(source(), depth=4)
+    assert next(stream) == 0
+    assert len(produced) <= 1 + 4 + 2  # the worker cannot run far ahead
+    assert list(stream) == list(range(1, 100))
+
+
+def test_prefetch_reraises_worker_errors():
+    def broken():
+        yield 1
+        raise RuntimeError("decoder failed")
+
+    stream = prefetch(broken(), depth=2)
+    assert next(stream) == 1
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        next(stream)
+
+
+def test_prefetch_stops_its_worker_when_the_consumer_leaves():
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    before = threading.active_count()
+    stream = prefetch(endless(), depth=2)
+    next(stream)
+    stream.close()
+    assert threading.active_count() == before
