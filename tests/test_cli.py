@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import VideoSpec, film_facts, leftovers, mean_chroma, run_cli, write_video
+from conftest import (
+    ONE_THREAD,
+    REPO,
+    VideoSpec,
+    film_facts,
+    leftovers,
+    mean_chroma,
+    run_cli,
+    write_video,
+)
 
 FAST = ("--render-size", "64", "--device", "cpu", "--preset", "veryfast")
 
@@ -253,3 +266,42 @@ def assert_clean_failure(run, out: Path, existed: bool = False) -> None:
         assert not out.exists()
     if out.parent.is_dir() and os.access(out.parent, os.R_OK):
         assert leftovers(out.parent, recursive=False) == []
+
+
+def test_sigterm_mid_film_leaves_no_partial_output(make_video, tmp_path):
+    """A killed job (SIGTERM, as from a scheduler) cleans up its temporary output."""
+    source = make_video("long.mp4", width=96, height=64, frames=1500)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ONE_THREAD)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vidcolor",
+            str(source),
+            "-o",
+            str(out_dir / "c.mp4"),
+            "--render-size",
+            "64",
+            "--device",
+            "cpu",
+        ],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out_dir.glob(".*part*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the temporary output never appeared"
+        time.sleep(0.05)
+    assert proc.poll() is None, "the film finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        "vidcolor: error: interrupted; no partial output was kept"
+    ]
+    assert list(out_dir.iterdir()) == []

@@ -6,6 +6,7 @@ User mistakes arrive as ``VidcolorError`` and leave as one line on stderr with e
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -146,6 +147,7 @@ def main(
     logging.basicConfig(
         level=logging.ERROR if quiet else logging.WARNING, format="vidcolor: warning: %(message)s"
     )
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         jobs = _jobs(inputs, output)
         engine = load_engine(weights, device)
@@ -177,8 +179,9 @@ def main(
                 _fail(str(exc))
             failures += 1  # one bad file in a folder does not stop the others
             click.echo(f"vidcolor: error: {exc}", err=True)
-        except KeyboardInterrupt:
-            _fail("interrupted; no partial output was kept", status=130)
+        except (KeyboardInterrupt, Terminated) as exc:
+            status = 143 if isinstance(exc, Terminated) else 130
+            _fail("interrupted; no partial output was kept", status=status)
     if not quiet:
         if not many:
             click.echo(results[0].summary(), err=True)
@@ -192,6 +195,14 @@ def main(
             )
     if failures:
         _fail(f"{failures} of {len(jobs)} files failed")
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that temporary outputs are cleaned up."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _make_folder(folder: Path) -> None:
