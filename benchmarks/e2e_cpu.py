@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -73,6 +74,16 @@ def loop_film(source: Path, target: Path, loops: int) -> None:
                     out.mux(packet)
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -99,6 +110,7 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=8)
     parser.add_argument("--render-size", type=int, default=256)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--clips", nargs="*", default=CLIPS, help="names in shared/footage")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from vidcolor import colorize_video
@@ -108,7 +120,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for clip in CLIPS:
+        for clip in args.clips:
             source = FOOTAGE / clip
             if not source.is_file():
                 print(f"skip {clip}: not found in {FOOTAGE}", file=sys.stderr)
@@ -148,7 +160,7 @@ def main() -> None:
                 "long_peak_mib": peak_rss_mib(long_film, tmp / "m2.mp4", args.render_size),
             }
     machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
         f"torch threads, torch {torch.__version__}, PyAV {av.__version__}"
     )
     print(f"machine: {machine}; render size {args.render_size}\n")
