@@ -108,7 +108,7 @@ def peak_rss_mib(source: Path, target: Path, render_size: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loops", type=int, default=8)
-    parser.add_argument("--render-size", type=int, default=256)
+    parser.add_argument("--render-size", type=int, default=160)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--clips", nargs="*", default=CLIPS, help="names in shared/footage")
     args = parser.parse_args()

@@ -5,7 +5,7 @@ result with the clip itself measures how close the predicted colours come to the
 The output is lossless (FFV1, 4:4:4) so that compression does not blur the comparison; the grey
 baseline is the same frames with their colour removed.
 
-    python benchmarks/quality_video.py [--render-size 256]
+    python benchmarks/quality_video.py [--render-size 160]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def frames_rgb(path: Path) -> list[np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--render-size", type=int, default=256)
+    parser.add_argument("--render-size", type=int, default=160)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from vidcolor.train.evaluate import grey_rgb

@@ -34,7 +34,7 @@ from vidcolor.pipeline import (
     render_shape,
 )
 
-DEFAULT_RENDER_SIZE = 256
+DEFAULT_RENDER_SIZE = 160
 DEFAULT_BATCH = 8
 QUEUE_DEPTH = 16
 
