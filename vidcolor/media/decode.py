@@ -65,10 +65,9 @@ def _bit_depth(stream: av.video.stream.VideoStream) -> int:
     return max((c.bits for c in fmt.components), default=8)
 
 
-def _rotation(stream: av.video.stream.VideoStream, first: av.VideoFrame | None) -> float:
-    if first is not None and first.rotation:
-        return float(first.rotation)
-    return 0.0
+def _rotation(first: av.VideoFrame) -> float:
+    """PyAV exposes the display matrix on decoded frames, not on the stream."""
+    return float(first.rotation or 0)
 
 
 class VideoReader:
@@ -115,7 +114,7 @@ class VideoReader:
             time_base=self.stream.time_base or Fraction(1, 90000),
             average_rate=self.stream.average_rate,
             frame_count=self.stream.frames,
-            rotation=_rotation(self.stream, first),
+            rotation=_rotation(first),
             sample_aspect_ratio=self.stream.sample_aspect_ratio or ctx.sample_aspect_ratio,
             bit_depth=_bit_depth(self.stream),
             codec=ctx.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
@@ -41,7 +40,3 @@ def load_generator(path: Path) -> ColorGenerator:
     except (RuntimeError, SafetensorError) as exc:
         raise VidcolorError(f"model weights {path} do not fit {config.arch}: {exc}") from exc
     return model.eval()
-
-
-def load_state_into(model: torch.nn.Module, path: Path) -> None:
-    model.load_state_dict(load_file(str(path)))
