@@ -93,16 +93,10 @@ def colorize_image(
     overwrite: bool = False,
 ) -> Result:
     """Colourise one still; 16-bit stays 16-bit where the output format allows, alpha is kept."""
-    source, output = Path(source), Path(output)
-    started = time.perf_counter()
+    source = Path(source)
     if detect_kind(source) is not MediaKind.IMAGE:
         raise VidcolorError(f"{source}: is a video; use colorize_video")
-    _check_paths(source, output, overwrite)
-    loaded = read_image(source)
-    rgb = colorize_array(loaded.rgb, _engine(engine, device), render_size)
-    depth = np.uint16 if loaded.rgb.dtype != np.uint8 else np.uint8
-    write_image(output, to_uint(rgb, depth), loaded.alpha)
-    return Result(source, output, MediaKind.IMAGE, 1, time.perf_counter() - started)
+    return _image_job(source, Path(output), _engine(engine, device), render_size, overwrite)
 
 
 def colorize_video(
@@ -124,12 +118,85 @@ def colorize_video(
 
     ``on_start(total_frames)`` and ``on_frame()`` let a caller drive a progress display.
     """
-    source, output = Path(source), Path(output)
-    started = time.perf_counter()
+    source = Path(source)
     if detect_kind(source) is not MediaKind.VIDEO:
         raise VidcolorError(f"{source}: is an image; use colorize_image")
-    _check_paths(source, output, overwrite)
     settings = EncodeSettings(codec=codec, crf=crf, preset=preset)
+    return _video_job(
+        source,
+        Path(output),
+        engine,
+        device,
+        render_size,
+        settings,
+        batch_size,
+        overwrite,
+        on_start,
+        on_frame,
+    )
+
+
+def colorize(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    engine: Engine | None = None,
+    device: str = "auto",
+    render_size: int = DEFAULT_RENDER_SIZE,
+    codec: str = "h264",
+    crf: int | None = None,
+    preset: str = "medium",
+    batch_size: int = DEFAULT_BATCH,
+    overwrite: bool = False,
+    on_start: Callable[[int], None] | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> Result:
+    """Colourise one file, whichever kind its content says it is (video options apply to films)."""
+    source = Path(source)
+    if detect_kind(source) is MediaKind.IMAGE:
+        return _image_job(source, Path(output), _engine(engine, device), render_size, overwrite)
+    settings = EncodeSettings(codec=codec, crf=crf, preset=preset)
+    return _video_job(
+        source,
+        Path(output),
+        engine,
+        device,
+        render_size,
+        settings,
+        batch_size,
+        overwrite,
+        on_start,
+        on_frame,
+    )
+
+
+def _image_job(
+    source: Path, output: Path, engine: Engine, render_size: int, overwrite: bool
+) -> Result:
+    started = time.perf_counter()
+    _check_paths(source, output, overwrite)
+    loaded = read_image(source)
+    rgb = colorize_array(loaded.rgb, engine, render_size)
+    depth = np.uint16 if loaded.rgb.dtype != np.uint8 else np.uint8
+    write_image(output, to_uint(rgb, depth), loaded.alpha)
+    return Result(source, output, MediaKind.IMAGE, 1, time.perf_counter() - started)
+
+
+def _video_job(
+    source: Path,
+    output: Path,
+    engine: Engine | None,
+    device: str,
+    render_size: int,
+    settings: EncodeSettings,
+    batch_size: int,
+    overwrite: bool,
+    on_start: Callable[[int], None] | None,
+    on_frame: Callable[[], None] | None,
+) -> Result:
+    """The film pipeline: decode -> colourise -> join -> encode, into a temporary file."""
+    started = time.perf_counter()
+    _check_paths(source, output, overwrite)
     settings.profile()
     engine = _engine(engine, device)
     with VideoReader(source) as reader, atomic_output(output) as tmp:
@@ -150,19 +217,6 @@ def colorize_video(
         frames = writer.frames_written
         copied = [f"{s.type} #{i}" for i, s in writer.copied.items()]
     return Result(source, output, MediaKind.VIDEO, frames, time.perf_counter() - started, copied)
-
-
-def colorize(source: str | os.PathLike, output: str | os.PathLike, **options: object) -> Result:
-    """Colourise one file, whichever kind its content says it is."""
-    kind = detect_kind(Path(source))
-    if kind is MediaKind.IMAGE:
-        image_options = {
-            k: v
-            for k, v in options.items()
-            if k in ("engine", "device", "render_size", "overwrite")
-        }
-        return colorize_image(source, output, **image_options)  # type: ignore[arg-type]
-    return colorize_video(source, output, **options)  # type: ignore[arg-type]
 
 
 def plan_folder(source: Path, output: Path) -> Iterator[tuple[Path, Path]]:

@@ -19,14 +19,13 @@ from vidcolor.api import (
     DEFAULT_BATCH,
     DEFAULT_RENDER_SIZE,
     Result,
-    colorize_image,
-    colorize_video,
+    colorize,
     plan_folder,
 )
 from vidcolor.engines import Engine, load_engine
 from vidcolor.errors import VidcolorError
 from vidcolor.media.encode import CODECS
-from vidcolor.media.probe import MediaKind, check_readable, detect_kind
+from vidcolor.media.probe import check_readable
 
 
 def _jobs(inputs: tuple[Path, ...], output: Path) -> list[tuple[Path, Path]]:
@@ -229,13 +228,9 @@ def _run(
     overwrite: bool,
     quiet: bool,
 ) -> Result:
-    if detect_kind(source) is MediaKind.IMAGE:
-        return colorize_image(
-            source, output, engine=engine, render_size=render_size, overwrite=overwrite
-        )
-    progress = _Progress(source.name, quiet)
+    progress = _Progress(source.name, quiet)  # shown for films only: stills never start it
     try:
-        return colorize_video(
+        return colorize(
             source,
             output,
             engine=engine,

@@ -40,6 +40,16 @@ class VideoInfo:
     color_trc: int
     end_pts: int | None = None  # where the last frame ends (start + stream duration), if known
 
+    @property
+    def nominal_rate(self) -> Fraction:
+        """The average rate, or 25 fps when the container does not say."""
+        return self.average_rate or Fraction(25)
+
+    @property
+    def frame_step(self) -> int:
+        """One frame's nominal duration in time-base ticks (for frames without timing)."""
+        return max(1, round(1 / (self.nominal_rate * self.time_base)))
+
 
 @dataclass
 class DecodedFrame:
@@ -175,8 +185,7 @@ class VideoReader:
         index = max(self.start_frame, 0)
         pending = CopiedPackets()
         depth_fmt = "rgb48le" if self.info.bit_depth > 8 else "rgb24"
-        rate = self.info.average_rate or Fraction(25)
-        default_step = max(1, round(1 / (rate * self.info.time_base)))
+        default_step = self.info.frame_step
         last_pts = -default_step
         discarded = 0
         try:

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -160,8 +159,7 @@ class VideoWriter:
                 f"{self.label}: a .{fmt} file cannot hold {settings.codec} "
                 "video; pick another extension or --codec"
             )
-        rate = info.average_rate or Fraction(25)
-        stream = self.container.add_stream(profile.encoder, rate=rate)
+        stream = self.container.add_stream(profile.encoder, rate=info.nominal_rate)
         stream.width = info.width
         stream.height = info.height
         stream.pix_fmt = choose_pix_fmt(profile, info)
@@ -270,10 +268,7 @@ class VideoWriter:
         end = self.info.end_pts
         if end is not None and end > pts:
             return end - pts
-        if self._last_duration:
-            return self._last_duration
-        rate = self.info.average_rate or Fraction(25)
-        return max(1, round(1 / (rate * self.info.time_base)))
+        return self._last_duration or self.info.frame_step
 
     def copy(self, packets: list[av.Packet]) -> None:
         for packet in packets:

@@ -7,6 +7,8 @@ the EXIF orientation so that scans come out upright, as every viewer showed them
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,28 +40,33 @@ class LoadedImage:
     alpha: np.ndarray | None  # (H, W) of the same dtype, or None
 
 
+@contextmanager
+def open_pillow(path: Path) -> Iterator[Image.Image]:
+    """Pillow without its large-scan warning (big archive scans are normal here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
+
+
 def _orientation_and_format(path: Path) -> tuple[int, str | None]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return int(image.getexif().get(0x0112, 1)), image.format
+        with open_pillow(path) as image:
+            return int(image.getexif().get(0x0112, 1)), image.format
     except (OSError, ValueError, Image.DecompressionBombError):
         return 1, None
 
 
 def _pillow_pixels(path: Path) -> np.ndarray:
     """JPEG, and formats OpenCV lacks (e.g. palette GIF): Pillow, already upright."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.asarray(image, dtype=np.uint16)
-            if image.mode == "L" and mode == "RGB":
-                return np.asarray(image)
-            return np.asarray(image.convert(mode))
+    with open_pillow(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.asarray(image, dtype=np.uint16)
+        if image.mode == "L" and mode == "RGB":
+            return np.asarray(image)
+        return np.asarray(image.convert(mode))
 
 
 def read_image(path: Path) -> LoadedImage:

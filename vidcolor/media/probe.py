@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import enum
 import os
-import warnings
 from pathlib import Path
 
 import av
 from PIL import Image, UnidentifiedImageError
 
 from vidcolor.errors import VidcolorError
+from vidcolor.media.images import open_pillow
 
 VIDEO_SUFFIXES = {
     ".mp4",
@@ -69,10 +69,8 @@ def check_readable(path: Path) -> None:
 
 def _is_image(path: Path) -> bool:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return image.format is not None
+        with open_pillow(path) as image:
+            return image.format is not None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return False
 
