@@ -11,8 +11,8 @@ import pytest
 from conftest import asymmetric_grey
 from PIL import Image, ImageOps
 
+from vidcolor.atomic import atomic_output, check_writable_target
 from vidcolor.errors import VidcolorError
-from vidcolor.media.atomic import atomic_output, check_writable_target
 from vidcolor.media.images import read_image, write_image
 
 

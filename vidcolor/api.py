@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vidcolor.atomic import atomic_output, check_writable_target
 from vidcolor.color import as_float_rgb, join_lab, luminance, to_uint
 from vidcolor.engines import Engine, load_engine
 from vidcolor.errors import VidcolorError
-from vidcolor.media.atomic import atomic_output, check_writable_target
 from vidcolor.media.decode import VideoReader
 from vidcolor.media.encode import EncodeSettings, VideoWriter
 from vidcolor.media.images import read_image, write_image

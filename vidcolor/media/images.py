@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from vidcolor.atomic import atomic_output
 from vidcolor.errors import VidcolorError
-from vidcolor.media.atomic import atomic_output
 
 # EXIF orientation -> operations that make the stored pixels upright.
 _ORIENTATION_FIXES = {

@@ -8,8 +8,8 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from vidcolor.atomic import atomic_output
 from vidcolor.errors import VidcolorError
-from vidcolor.media.atomic import atomic_output
 from vidcolor.models.generator import ColorGenerator, GeneratorConfig
 
 
