@@ -20,7 +20,7 @@ from conftest import (
 
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoInfo, VideoReader
-from vidcolor.media.encode import CODECS, EncodeSettings, VideoWriter, choose_pix_fmt
+from vidcolor.media.encode import CODECS, EncodeSettings, VideoWriter, choose_pix_fmt, codec_profile
 
 
 def copy_film(source: Path, target: Path, codec: str = "h264") -> VideoWriter:
@@ -205,7 +205,7 @@ def test_choose_pix_fmt():
 
 def test_unknown_codec_is_refused():
     with pytest.raises(VidcolorError, match="unknown codec"):
-        EncodeSettings("mpeg1").profile()
+        codec_profile(EncodeSettings("mpeg1"))
 
 
 def test_writer_refuses_a_container_that_cannot_hold_the_codec(tmp_path):

@@ -22,9 +22,10 @@ from vidcolor.color import as_float_rgb, join_lab, luminance, to_uint
 from vidcolor.engines import Engine, load_engine
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import VideoReader
-from vidcolor.media.encode import EncodeSettings, VideoWriter
+from vidcolor.media.encode import VideoWriter, codec_profile
 from vidcolor.media.images import read_image, write_image
 from vidcolor.media.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaKind, detect_kind
+from vidcolor.options import EncodeSettings
 from vidcolor.pipeline import (
     colorize_stage,
     encode_stage,
@@ -197,7 +198,7 @@ def _video_job(
     """The film pipeline: decode -> colourise -> join -> encode, into a temporary file."""
     started = time.perf_counter()
     _check_paths(source, output, overwrite)
-    settings.profile()
+    codec_profile(settings)
     engine = _engine(engine, device)
     with VideoReader(source) as reader, atomic_output(output) as tmp:
         writer = VideoWriter(tmp, reader.info, settings, reader.copied_streams, label=output)

@@ -18,6 +18,7 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import VideoInfo
+from vidcolor.options import EncodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,13 @@ _BT709 = 1  # AVCOL_PRI_BT709 and AVCOL_TRC_BT709
 _MP4_LIKE = {"mp4", "mov", "m4v"}
 
 
-@dataclass(frozen=True)
-class EncodeSettings:
-    codec: str = "h264"
-    crf: int | None = None
-    preset: str = "medium"
-
-    def profile(self) -> CodecProfile:
-        try:
-            return CODECS[self.codec]
-        except KeyError:
-            raise VidcolorError(
-                f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}"
-            ) from None
+def codec_profile(settings: EncodeSettings) -> CodecProfile:
+    try:
+        return CODECS[settings.codec]
+    except KeyError:
+        raise VidcolorError(
+            f"unknown codec {settings.codec!r}; choose one of {', '.join(CODECS)}"
+        ) from None
 
 
 def choose_pix_fmt(profile: CodecProfile, info: VideoInfo) -> str:
@@ -116,7 +111,7 @@ class VideoWriter:
         self.path = path
         self.label = label or path  # the name messages give (the final one, not a temporary)
         self.info = info
-        profile = settings.profile()
+        profile = codec_profile(settings)
         fmt = path.suffix.lower().lstrip(".")
         options: dict[str, str] = {}
         if fmt in _MP4_LIKE:
