@@ -94,9 +94,9 @@ def peak_rss_mib(source: Path, target: Path, render_size: int) -> float:
     """Max RSS of a fresh interpreter that colourises ``source`` (includes torch + model)."""
     code = (
         "import sys, resource\n"
-        "from vidcolor import colorize_video\n"
-        f"colorize_video({str(source)!r}, {str(target)!r}, render_size={render_size}, "
-        "overwrite=True)\n"
+        "from vidcolor import RunOptions, colorize_video\n"
+        f"colorize_video({str(source)!r}, {str(target)!r}, "
+        f"RunOptions(render_size={render_size}, overwrite=True))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run(
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--clips", nargs="*", default=CLIPS, help="names in shared/footage")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from vidcolor import colorize_video
+    from vidcolor import RunOptions, colorize_video
     from vidcolor.engines import load_engine
 
     engine = load_engine(device="cpu")
@@ -130,9 +130,8 @@ def main() -> None:
                 colorize_video,
                 source,
                 tmp / "ours.mp4",
+                RunOptions(render_size=args.render_size, overwrite=True),
                 engine=engine,
-                render_size=args.render_size,
-                overwrite=True,
             )
             with av.open(str(source)) as c:
                 size = f"{c.streams.video[0].width}x{c.streams.video[0].height}"

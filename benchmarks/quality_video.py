@@ -35,14 +35,15 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from vidcolor.train.evaluate import grey_rgb
 
-    from vidcolor import colorize_video
+    from vidcolor import EncodeSettings, RunOptions, colorize_video
     from vidcolor.metrics import mean_scores, score
 
     if not CLIP.is_file():
         sys.exit(f"missing {CLIP}")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ours.mkv"
-        colorize_video(CLIP, out, codec="ffv1", render_size=args.render_size, device="cpu")
+        options = RunOptions(render_size=args.render_size, encode=EncodeSettings(codec="ffv1"))
+        colorize_video(CLIP, out, options, device="cpu")
         truth, ours = frames_rgb(CLIP), frames_rgb(out)
     assert len(truth) == len(ours)
     model = mean_scores([score(t / 255.0, o / 255.0) for t, o in zip(truth, ours, strict=True)])

@@ -452,3 +452,142 @@ def leftovers(folder: Path, recursive: bool = True) -> list[Path]:
     """Temporary '.part' files vidcolor may have left behind."""
     found = folder.rglob("*") if recursive else folder.iterdir()
     return [p for p in found if ".part" in p.name]
+
+
+# --- damaged and unusual films (tests of vidcolor.media.decode / encode) ---------------------
+
+import struct  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+
+def remux(source: Path, target: Path) -> Path:
+    """Copy the video and audio packets of ``source`` unchanged into ``target``'s container."""
+    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
+        kept = [s for s in inp.streams if s.type in ("video", "audio")]
+        copies = {s.index: out.add_stream_from_template(s) for s in kept}
+        for packet in inp.demux(*kept):
+            if packet.dts is None:
+                continue
+            packet.stream = copies[packet.stream.index]
+            out.mux(packet)
+    return target
+
+
+def joined_twice(source: Path, target: Path) -> Path:
+    """``cat source source > target``: a transport stream whose clock restarts halfway."""
+    target.write_bytes(source.read_bytes() * 2)
+    return target
+
+
+def write_avi_with_null_frame(path: Path, frames: int = 6, dropped: int = 3) -> Path:
+    """H.264 in AVI without B-frames (``ffmpeg -c:v libx264 -bf 0 x.avi``) where picture
+    ``dropped`` is a null frame: a zero-size chunk, "show the previous picture again"."""
+    rate = Fraction(25)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=rate)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.time_base = video.codec_context.time_base = 1 / rate
+        video.options = {"bf": "0", "preset": "veryfast"}
+        packets = []
+        for index, pts in enumerate(p for p in range(frames + 1) if p != dropped):
+            frame = av.VideoFrame.from_ndarray(grey_frame(64, 48, index), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = pts, 1 / rate
+            packets += video.encode(frame)
+        packets += video.encode(None)
+        for packet in packets:
+            if packet.pts == dropped + 1:
+                null = av.Packet(b"")
+                null.stream, null.time_base = video, 1 / rate
+                null.pts = null.dts = dropped
+                out.mux(null)
+            out.mux(packet)
+    return path
+
+
+def write_frames_of_two_sizes(
+    path: Path, sizes: Sequence[tuple[int, int]] = ((96, 64), (80, 48)), per_size: int = 4
+) -> Path:
+    """Motion JPEG in Matroska whose frames change size: each JPEG carries its own size, as in
+    a film joined from two sources."""
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=25)
+        stream.width, stream.height = sizes[0]
+        stream.pix_fmt, stream.time_base = "yuvj420p", time_base
+        index = 0
+        for width, height in sizes:
+            encoder = av.CodecContext.create("mjpeg", "w")
+            encoder.width, encoder.height = width, height
+            encoder.pix_fmt, encoder.time_base, encoder.framerate = "yuvj420p", time_base, 25
+            encoder.open()
+            packets = []
+            for _ in range(per_size):
+                rgb = grey_frame(width, height, index)
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+                frame.pts, frame.time_base = index * 40, time_base
+                packets += encoder.encode(frame)
+                index += 1
+            for packet in [*packets, *encoder.encode(None)]:
+                packet.stream, packet.time_base = stream, time_base
+                out.mux(packet)
+    return path
+
+
+def write_with_cover(path: Path, film: bool) -> Path:
+    """An .mp4 with AAC sound and a PNG cover (an attached picture), and a film if ``film``."""
+    cover = cv2.imencode(".png", grey_frame(64, 48, 0))[1].tobytes()
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25) if film else None
+        if video is not None:
+            video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        audio = _add_audio(out)
+        picture = out.add_stream("png")
+        picture.width, picture.height, picture.pix_fmt = 64, 48, "rgb24"
+        picture.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(cover)
+        packet.stream, packet.pts, packet.dts = picture, 0, 0
+        packet.time_base = Fraction(1, 90000)
+        out.mux(packet)
+        if video is not None:
+            for index in range(12):
+                frame = av.VideoFrame.from_ndarray(grey_frame(96, 64, index), format="rgb24")
+                frame = frame.reformat(format="yuv420p")
+                frame.pts = index
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+        _write_sine(out, audio, 0.5)
+    return path
+
+
+def write_declaring_size(path: Path, width: int, height: int) -> Path:
+    """A raw grey AVI of 96x64 frames whose headers declare ``width`` x ``height``."""
+    write_video(path, VideoSpec(codec="rawvideo", pix_fmt="gray", frames=3))
+    data = bytearray(path.read_bytes())
+    header = data.index(b"avih") + 8  # MainAVIHeader: dwWidth, dwHeight at offset 32
+    struct.pack_into("<II", data, header + 32, width, height)
+    bitmap = data.index(b"strf") + 8  # BITMAPINFOHEADER: biSize, biWidth, biHeight
+    struct.pack_into("<ii", data, bitmap + 4, width, height)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 200 KiB tmpfs folder, full after a few frames; skips where it cannot be mounted."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(folder)],
+            capture_output=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("cannot mount a tmpfs here")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

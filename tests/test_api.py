@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from fractions import Fraction
 
 import cv2
@@ -12,6 +15,8 @@ from conftest import (
     BOMB_FILM,
     FAST_RENDER,
     IMAGE_KINDS,
+    ONE_THREAD,
+    REPO,
     film_facts,
     leftovers,
     mean_chroma,
@@ -25,12 +30,18 @@ from PIL import Image, ImageOps
 import vidcolor
 from vidcolor.errors import VidcolorError
 from vidcolor.media.probe import MediaKind
+from vidcolor.options import EncodeSettings, RunOptions
+
+FAST = RunOptions(render_size=FAST_RENDER, encode=EncodeSettings(preset="veryfast"))
 
 
-def colorize_film(engine, source, target, **options):
-    return vidcolor.colorize_video(
-        source, target, engine=engine, render_size=FAST_RENDER, preset="veryfast", **options
+def colorize_film(engine, source, target, codec="h264", overwrite=False):
+    options = RunOptions(
+        render_size=FAST_RENDER,
+        encode=EncodeSettings(codec=codec, preset="veryfast"),
+        overwrite=overwrite,
     )
+    return vidcolor.colorize_video(source, target, options, engine=engine)
 
 
 @pytest.mark.parametrize("name", ["cfr29", "ntsc", "vfr", "offset", "edit_list"])
@@ -69,12 +80,19 @@ def test_sample_aspect_ratio_is_kept(engine, sample_films, tmp_path):
     assert film_facts(out).sar == Fraction(4, 3)
 
 
-@pytest.mark.parametrize("name, size", [("odd", (97, 55)), ("tenbit", (96, 64))])
-def test_odd_size_and_ten_bit(engine, sample_films, tmp_path, name, size):
+@pytest.mark.parametrize(
+    "name, codec, size, pix_fmt",
+    [
+        ("odd", "h264", (98, 56), "yuv420p"),  # padded: plays on every H.264 decoder
+        ("odd", "h264-444", (97, 55), "yuv444p"),  # exact size, on request
+        ("tenbit", "h264", (96, 64), "yuv420p"),
+    ],
+)
+def test_odd_size_and_ten_bit(engine, sample_films, tmp_path, name, codec, size, pix_fmt):
     out = tmp_path / "out.mp4"
-    colorize_film(engine, sample_films[name], out)
+    colorize_film(engine, sample_films[name], out, codec=codec)
     facts = film_facts(out)
-    assert (facts.width, facts.height) == size
+    assert (facts.width, facts.height, facts.pix_fmt) == (*size, pix_fmt)
     assert facts.times == film_facts(sample_films[name]).times
     assert facts.chroma > 2
 
@@ -109,12 +127,10 @@ def test_ffv1_master_in_mkv(engine, sample_films, tmp_path):
 def test_colorize_picks_the_kind_from_content(engine, sample_films, make_image, tmp_path):
     disguised = tmp_path / "film.png"
     shutil.copy(sample_films["cfr29"], disguised)
-    result = vidcolor.colorize(disguised, tmp_path / "out.mp4", engine=engine, render_size=64)
+    result = vidcolor.colorize(disguised, tmp_path / "out.mp4", FAST, engine=engine)
     assert result.kind is MediaKind.VIDEO and result.frames == 12
     still = make_image("grey_jpeg")
-    result = vidcolor.colorize(
-        still, tmp_path / "out.png", engine=engine, render_size=64, codec="h264"
-    )
+    result = vidcolor.colorize(still, tmp_path / "out.png", FAST, engine=engine)
     assert result.kind is MediaKind.IMAGE
 
 
@@ -183,7 +199,7 @@ def test_every_kind_of_still(engine, make_image, tmp_path, kind):
     source = make_image(kind)
     suffix = ".tif" if kind.endswith("tiff") else ".png"
     out = tmp_path / f"out{suffix}"
-    result = vidcolor.colorize_image(source, out, engine=engine, render_size=FAST_RENDER)
+    result = vidcolor.colorize_image(source, out, FAST, engine=engine)
     assert result.kind is MediaKind.IMAGE and result.output == out
     pixels = read_back(out)
     assert (pixels.shape[1], pixels.shape[0]) == upright_size(source)
@@ -198,7 +214,7 @@ def test_every_kind_of_still(engine, make_image, tmp_path, kind):
 
 def test_sixteen_bit_into_jpeg_is_eight_bit(engine, make_image, tmp_path):
     out = tmp_path / "out.jpg"
-    vidcolor.colorize_image(make_image("rgb16_png"), out, engine=engine, render_size=64)
+    vidcolor.colorize_image(make_image("rgb16_png"), out, FAST, engine=engine)
     pixels = read_back(out)
     assert pixels.dtype == np.uint8 and pixels.shape == (48, 80, 3)
 
@@ -219,9 +235,8 @@ def test_shared_film(engine, shared_footage, tmp_path):
     if not source.is_file():
         pytest.skip(f"{source} is missing")
     out = tmp_path / "bomb.mp4"
-    result = vidcolor.colorize_video(
-        source, out, engine=engine, render_size=128, preset="ultrafast", batch_size=16
-    )
+    options = RunOptions(render_size=128, batch_size=16, encode=EncodeSettings(preset="ultrafast"))
+    result = vidcolor.colorize_video(source, out, options, engine=engine)
     before, after = film_facts(source), film_facts(out)
     assert result.frames == len(before.pts) == len(after.pts) == 360
     assert after.time_base == before.time_base == Fraction(1, 14848)
@@ -229,3 +244,61 @@ def test_shared_film(engine, shared_footage, tmp_path):
     assert after.average_rate == before.average_rate
     assert (after.width, after.height) == (432, 320)
     assert after.chroma > 2 and after.chroma > before.chroma + 1
+
+
+# --- many films in one process (as a batch worker runs them) --------------------------------
+
+FAILING_FILMS_SCRIPT = """
+import sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+import vidcolor
+from vidcolor.engines import load_engine
+from vidcolor.errors import VidcolorError
+from vidcolor.media.encode import VideoWriter
+from vidcolor.options import EncodeSettings, RunOptions
+
+source, folder = Path(sys.argv[1]), Path(sys.argv[2])
+engine = load_engine(device="cpu")
+options = RunOptions(render_size=64, encode=EncodeSettings(preset="ultrafast"))
+real_write = VideoWriter.write
+
+def write_then_fail(self, rgb, pts):
+    if self.frames_written == 20:
+        raise VidcolorError("disk full (simulated)")
+    real_write(self, rgb, pts)
+
+VideoWriter.write = write_then_fail
+for i in range(int(sys.argv[3])):
+    try:
+        vidcolor.colorize_video(source, folder / f"bad{i}.mp4", options, engine=engine)
+    except VidcolorError:
+        pass
+    else:
+        sys.exit("a failing film succeeded")
+VideoWriter.write = real_write
+result = vidcolor.colorize_video(source, folder / "good.mp4", options, engine=engine)
+print(result.frames)
+"""
+
+
+def test_fifty_failing_films_then_a_good_one_in_one_process(make_video, tmp_path):
+    """An encoder failure mid-film used to leave decode threads reading a closed container:
+    the next film in the same process died with SIGSEGV. Run in a child so a crash is a
+    failed test, not a dead test run."""
+    source = make_video("film.mp4", width=640, height=480, frames=200)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ONE_THREAD)
+    proc = subprocess.run(
+        [sys.executable, "-c", FAILING_FILMS_SCRIPT, str(source), str(out), "50"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "200"
+    assert [p.name for p in out.iterdir()] == ["good.mp4"]  # no partial file of the 50
+    assert len(film_facts(out / "good.mp4").pts) == 200

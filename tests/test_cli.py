@@ -6,6 +6,7 @@ traceback, and nothing left behind: no output file and no temporary '.part' file
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -29,6 +30,9 @@ from conftest import (
     run_cli,
     write_video,
 )
+
+from vidcolor.cli import main as cli_main
+from vidcolor.signals import HANDLED
 
 FAST = ("--render-size", "64", "--device", "cpu", "--preset", "veryfast")
 
@@ -268,25 +272,14 @@ def assert_clean_failure(run, out: Path, existed: bool = False) -> None:
         assert leftovers(out.parent, recursive=False) == []
 
 
-def test_sigterm_mid_film_leaves_no_partial_output(make_video, tmp_path):
-    """A killed job (SIGTERM, as from a scheduler) cleans up its temporary output."""
+def start_long_film(make_video, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """A colourising run that lasts long enough to be interrupted mid-film."""
     source = make_video("long.mp4", width=96, height=64, frames=1500)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     env = dict(os.environ, PYTHONPATH=str(REPO), **ONE_THREAD)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vidcolor",
-            str(source),
-            "-o",
-            str(out_dir / "c.mp4"),
-            "--render-size",
-            "64",
-            "--device",
-            "cpu",
-        ],
+        [sys.executable, "-m", "vidcolor", source, "-o", out_dir / "c.mp4", *FAST],
         cwd=REPO,
         env=env,
         stderr=subprocess.PIPE,
@@ -297,11 +290,147 @@ def test_sigterm_mid_film_leaves_no_partial_output(make_video, tmp_path):
         assert time.monotonic() < deadline, "the temporary output never appeared"
         time.sleep(0.05)
     assert proc.poll() is None, "the film finished before it could be interrupted"
-    proc.send_signal(signal.SIGTERM)
+    return proc, out_dir
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGTERM,), (signal.SIGINT,), (signal.SIGHUP,), (signal.SIGINT, signal.SIGINT)],
+    ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGINT twice"],
+)
+def test_signal_mid_film_leaves_no_partial_output(make_video, tmp_path, signals):
+    """A killed job (Ctrl-C, a scheduler's SIGTERM, a closed terminal) cleans up; a second
+    Ctrl-C during the cleanup does not abort it half-way."""
+    proc, out_dir = start_long_film(make_video, tmp_path)
+    for signum in signals:
+        proc.send_signal(signum)
+        time.sleep(0.02)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143
-    assert "Traceback" not in stderr
+    assert proc.returncode == 128 + signals[0]
     assert stderr.strip().splitlines() == [
-        "vidcolor: error: interrupted; no partial output was kept"
+        f"vidcolor: error: interrupted by {signals[0].name}; no partial output was kept"
     ]
     assert list(out_dir.iterdir()) == []
+
+
+def test_sigterm_while_the_model_loads(make_video, tmp_path):
+    source = make_video("film.mp4", frames=6)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ONE_THREAD)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidcolor", source, "-o", tmp_path / "c.mp4", *FAST],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:  # torch is being loaded
+        with contextlib.suppress(OSError):
+            if "libtorch" in maps.read_text():
+                break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == [
+        "vidcolor: error: interrupted by SIGTERM; no partial output was kept"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["film.mp4"]
+
+
+# --- the command group ----------------------------------------------------------------------
+
+
+def test_colorize_is_the_default_command(sample_films, tmp_path):
+    named = run_cli("colorize", sample_films["cfr29"], "-o", tmp_path / "a.mp4", *FAST, "-q")
+    bare = run_cli(sample_films["cfr29"], "-o", tmp_path / "b.mp4", *FAST, "-q")
+    assert named.returncode == bare.returncode == 0, named.stderr + bare.stderr
+    assert film_facts(tmp_path / "a.mp4").pts == film_facts(tmp_path / "b.mp4").pts
+
+
+def test_help_lists_the_commands_without_loading_torch():
+    run = run_cli("--help")
+    assert run.returncode == 0
+    assert "colorize" in run.stdout and "INPUT... -o OUTPUT" in run.stdout
+    code = "import sys, vidcolor, vidcolor.cli; sys.exit('torch' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO).returncode == 0
+
+
+def test_training_package_imports_from_the_repository_root():
+    """The source folder vidcolor/ shadows an installed package when run from the root."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    code = "import vidcolor.train.losses"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- hostile names and outputs --------------------------------------------------------------
+
+
+def test_file_names_that_are_not_utf8_or_hold_newlines(make_image, tmp_path):
+    source = tmp_path / "in"
+    good = make_image("rgb_png", "in/good.png")
+    odd = Path(os.fsdecode(bytes(source) + b"/bad\xff.png"))
+    shutil.copy(good, odd)
+    broken = source / "two\nlines.png"
+    broken.write_bytes(good.read_bytes()[:100])
+    out = tmp_path / "out"
+    run = run_cli(source, "-o", out, *FAST)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("vidcolor: error:")]
+    assert len(errors) == 2 and "two\\nlines.png" in errors[0], run.stderr
+    assert errors[-1] == "vidcolor: error: 1 of 3 files failed"
+    made = sorted(os.fsencode(p.name) for p in out.iterdir())
+    assert made == [b"bad\xff.png", b"good.png"]
+    assert leftovers(tmp_path) == []
+
+
+def test_two_inputs_with_the_same_name_are_refused(make_image, tmp_path):
+    one, two = make_image("rgb_png", "d1/x.png"), make_image("rgb_png", "d2/x.png")
+    out = tmp_path / "out"
+    run = run_cli(one, two, "-o", out, *FAST)
+    assert_clean_failure(run, out)
+    assert "two inputs would write it" in run.stderr
+
+
+def test_an_output_folder_inside_the_input_is_left_alone(make_image, tmp_path):
+    make_image("rgb_png", "scans/a.png")
+    scans = tmp_path / "scans"
+    first = run_cli(scans, "-o", scans / "colour", *FAST)
+    second = run_cli(scans, "-o", scans / "colour", *FAST, "--overwrite")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "1 of 1 files" in second.stderr
+    assert sorted(str(p.relative_to(scans)) for p in scans.rglob("*") if p.is_file()) == [
+        "a.png",
+        "colour/a.png",
+    ]
+
+
+def test_overwrite_never_replaces_a_fifo(sample_films, tmp_path):
+    fifo = tmp_path / "out.mp4"
+    os.mkfifo(fifo)
+    run = run_cli(sample_films["cfr29"], "-o", fifo, *FAST, "--overwrite")
+    assert_clean_failure(run, fifo, existed=True)
+    assert "not a regular file" in run.stderr and fifo.is_fifo()
+
+
+def test_an_unreadable_input_is_one_line(make_image, tmp_path, monkeypatch, capsys):
+    """Root reads every file, so the permission check itself is made to say no."""
+    still = make_image("rgb_png")
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: False if Path(path) == still else real_access(path, mode)
+    )
+    handlers = {signum: signal.getsignal(signum) for signum in HANDLED}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli_main([str(still), "-o", str(tmp_path / "out.png"), *FAST])
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [f"vidcolor: error: {still}: permission denied"]
+    assert not (tmp_path / "out.png").exists()

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
+from itertools import pairwise
 
 import av
 import numpy as np
 import pytest
-from conftest import film_facts, packets_of, same_angle
+from conftest import (
+    VideoSpec,
+    film_facts,
+    grey_frame,
+    joined_twice,
+    packets_of,
+    remux,
+    same_angle,
+    write_avi_with_null_frame,
+    write_declaring_size,
+    write_frames_of_two_sizes,
+    write_video,
+    write_with_cover,
+)
 
+from vidcolor.color import luminance
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoReader
+from vidcolor.options import DEFAULT_MAX_PIXELS
 
 
 def decoded(reader: VideoReader) -> list[DecodedFrame]:
     return [item for item in reader.frames() if isinstance(item, DecodedFrame)]
+
+
+def increasing(values: list[int]) -> bool:
+    return all(a < b for a, b in pairwise(values))
 
 
 def test_info_of_a_plain_film(sample_films):
@@ -84,12 +105,14 @@ def test_frames_hidden_by_an_edit_list_are_not_mistaken_for_truncation(sample_fi
 
 def test_ten_bit_film_is_read_with_more_than_eight_bits(sample_films):
     with VideoReader(sample_films["tenbit"]) as reader:
-        lum = decoded(reader)[0].luminance
+        frames = decoded(reader)
     with VideoReader(sample_films["cfr29"]) as reader:
-        lum8 = decoded(reader)[0].luminance
-    # same picture: about the same lightness, but finer steps than 8 bits can give
-    assert abs(float(lum.mean()) - float(lum8.mean())) < 1.0
-    assert len(np.unique(lum)) > len(np.unique(lum8))
+        frames8 = decoded(reader)
+    assert len(frames) == len(frames8) == 12
+    for ten, eight in zip(frames, frames8, strict=True):
+        # same picture: about the same lightness, but finer steps than 8 bits can give
+        assert abs(float(ten.luminance.mean()) - float(eight.luminance.mean())) < 1.0
+        assert len(np.unique(ten.luminance)) > len(np.unique(eight.luminance))
 
 
 @pytest.mark.parametrize("name", ["cfr29", "ntsc", "vfr", "offset", "gop", "gop_mkv"])
@@ -123,7 +146,10 @@ def test_audio_packets_travel_with_the_frames(sample_films):
     packets = [p for item in items if isinstance(item, CopiedPackets) for p in item.packets]
     expected = packets_of(sample_films["audio"], "audio")
     assert [(p.pts * p.time_base, bytes(p)) for p in packets] == expected
-    assert sum(isinstance(item, DecodedFrame) for item in items) == 12
+    kinds = [type(item) for item in items]
+    assert kinds.count(DecodedFrame) == 12
+    # interleaved with the frames, not gathered at the end: the encoder muxes them as it goes
+    assert kinds.index(CopiedPackets) < len(kinds) - 1 - kinds[::-1].index(DecodedFrame)
 
 
 def test_subtitle_stream_is_copied(sample_films):
@@ -148,3 +174,140 @@ def test_file_without_video_stream_is_refused(tmp_path):
     srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
     with pytest.raises(VidcolorError, match="no video stream"):
         VideoReader(srt)
+
+
+def test_file_with_only_cover_art_has_no_video(tmp_path):
+    """An attached picture (album or film cover) is one still in a video stream, not a film."""
+    song = write_with_cover(tmp_path / "song.mp4", film=False)
+    with pytest.raises(VidcolorError) as refused:
+        VideoReader(song)
+    assert str(refused.value) == f"{song}: has no video stream (only cover art)"
+    film = write_with_cover(tmp_path / "film.mp4", film=True)
+    with VideoReader(film) as reader:
+        assert reader.info.codec == "h264"
+        assert [s.type for s in reader.copied_streams] == ["audio"]
+        assert [f.pts for f in decoded(reader)] == film_facts(film).pts
+
+
+def test_frame_size_over_the_limit_is_refused_before_decoding(sample_films, tmp_path):
+    bomb = write_declaring_size(tmp_path / "bomb.avi", 12000, 9000)
+    assert DEFAULT_MAX_PIXELS < 12000 * 9000
+    with pytest.raises(VidcolorError) as refused:
+        VideoReader(bomb)
+    assert str(refused.value) == (
+        f"{bomb}: 12000x9000 frames are more than the limit of {DEFAULT_MAX_PIXELS} pixels "
+        "(use --max-pixels to raise it)"
+    )
+    film = sample_films["cfr29"]  # 96x64
+    with pytest.raises(VidcolorError, match="96x64 frames are more than the limit of 6143"):
+        VideoReader(film, max_pixels=96 * 64 - 1)
+    with VideoReader(film, max_pixels=96 * 64) as reader:
+        assert len(decoded(reader)) == 12
+
+
+def test_avi_null_frames_are_not_mistaken_for_truncation(tmp_path):
+    """ffmpeg writes a zero-size chunk for a dropped or repeated frame: it counts in the AVI
+    header, but no picture comes from it."""
+    film = write_avi_with_null_frame(tmp_path / "drop.avi", frames=30, dropped=3)
+    with av.open(str(film)) as container:
+        stream = container.streams.video[0]
+        assert stream.frames == 31  # the header counts the null frame ...
+        assert len(stream.index_entries) == 30  # ... which holds no picture
+    with VideoReader(film) as reader:
+        frames = decoded(reader)
+    assert len(frames) == 30
+    assert [f.pts for f in frames] == film_facts(film).pts
+    assert increasing([f.pts for f in frames])
+    # a cut AVI (its index is at the end) is still reported
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(film.read_bytes()[: film.stat().st_size * 2 // 3])
+    with pytest.raises(VidcolorError, match="cut.avi: video is truncated"), VideoReader(cut) as r:
+        decoded(r)
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".ts", ".m2ts"])
+def test_film_without_frame_count_that_ends_early_is_reported(make_video, caplog, suffix):
+    """Matroska and MPEG-TS list no frame count: a cut film must still not pass as whole."""
+    whole = make_video(f"whole{suffix}", frames=60, width=160, height=96, audio=True)
+    with VideoReader(whole) as reader:
+        assert len(decoded(reader)) == 60
+    cut = whole.with_name(f"cut{suffix}")
+    cut.write_bytes(whole.read_bytes()[:20000])
+    with pytest.raises(VidcolorError) as refused, VideoReader(cut) as reader:
+        decoded(reader)
+    message = str(refused.value)
+    assert message.startswith(f"{cut}: video is truncated or damaged")
+    assert "\n" not in message and "--allow-truncated" in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), VideoReader(cut, allow_truncated=True) as reader:
+        frames = decoded(reader)
+    assert 0 < len(frames) < 60
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{cut}: video is truncated")
+
+
+def test_transport_stream_cut_inside_its_last_frame_is_reported(make_video):
+    """Cut on a packet boundary, a TS is whole by its size: its last frame tells."""
+    whole = make_video("whole.ts", frames=60, width=160, height=96)
+    data = whole.read_bytes()
+    cut = whole.with_name("cut.ts")
+    for packets in range(60, len(data) // 188):
+        cut.write_bytes(data[: packets * 188])
+        with av.open(str(cut)) as container:
+            frames = list(container.decode(video=0))
+        if frames and frames[-1].is_corrupt:
+            break
+    else:
+        pytest.skip("this FFmpeg flags no cut frame as corrupt")
+    with pytest.raises(VidcolorError, match="last frame is incomplete"), VideoReader(cut) as r:
+        decoded(r)
+
+
+def test_frames_that_change_size_are_scaled_to_the_first(tmp_path, caplog):
+    film = write_frames_of_two_sizes(tmp_path / "two.mkv", ((96, 64), (80, 48)), per_size=4)
+    with caplog.at_level(logging.WARNING), VideoReader(film) as reader:
+        frames = decoded(reader)
+        assert (reader.info.width, reader.info.height) == (96, 64)
+    assert [f.pts for f in frames] == [i * 40 for i in range(8)]
+    assert all(f.luminance.shape == (64, 96) for f in frames)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "80x48" in warnings[0] and "96x64" in warnings[0] and str(film) in warnings[0]
+    # scaled, not cropped or stretched oddly: the picture matches its own source, enlarged
+    for frame in frames[4:]:
+        source = luminance(grey_frame(80, 48, frame.pts // 40))
+        assert abs(float(frame.luminance.mean()) - float(source.mean())) < 2.0
+
+
+@pytest.mark.parametrize("source", ["synthetic", "audio sample"])
+def test_joined_transport_streams_play_on(sample_films, tmp_path, caplog, source):
+    """``cat a.ts a.ts > c.ts``: the clock restarts halfway; time must run on, sound with it."""
+    if source == "synthetic":
+        single = write_video(tmp_path / "a.ts", VideoSpec())
+    else:
+        single = remux(sample_films["audio"], tmp_path / "a.ts")
+    joined = joined_twice(single, tmp_path / "c.ts")
+    with VideoReader(single) as reader:
+        once = decoded(reader)
+    with caplog.at_level(logging.WARNING), VideoReader(joined) as reader:
+        items = list(reader.frames())
+        step = reader.info.frame_step
+    frames = [item for item in items if isinstance(item, DecodedFrame)]
+    pts = [f.pts for f in frames]
+    assert len(frames) == 2 * len(once) == 24
+    assert [f.index for f in frames] == list(range(24))
+    assert increasing(pts)
+    # the second half keeps its own timing, one frame after the first half's end
+    assert pts[:12] == [f.pts for f in once]
+    assert pts[12] == pts[11] + step
+    assert [p - pts[12] for p in pts[12:]] == [p - pts[0] for p in pts[:12]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "jump back" in warnings[0]
+    packets = [p for item in items if isinstance(item, CopiedPackets) for p in item.packets]
+    if source == "audio sample":
+        assert len(packets) == 2 * len(packets_of(single, "audio"))
+        dts = [p.dts for p in packets]
+        assert increasing(dts)
+        # the sound moved with the pictures: the second half starts near the frames' restart
+        second = packets[len(packets) // 2]
+        assert abs((second.pts - packets[0].pts) - (pts[12] - pts[0])) < 2 * step

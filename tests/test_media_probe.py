@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from conftest import IMAGE_KINDS
+from PIL import Image
 
 from vidcolor.errors import VidcolorError
 from vidcolor.media.probe import MediaKind, check_readable, detect_kind
@@ -61,8 +67,24 @@ def test_missing_empty_and_folder_are_refused(tmp_path):
 
 
 def test_check_readable_accepts_files_and_folders(make_image, tmp_path):
-    check_readable(make_image("grey_jpeg"))
-    check_readable(tmp_path)
+    odd = tmp_path / os.fsdecode(b"not-utf8-\xff.jpg")
+    odd.write_bytes(make_image("grey_jpeg").read_bytes())
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    for readable in (make_image("grey_jpeg"), odd, tmp_path, folder):
+        assert check_readable(readable) is None
+    # what it refuses, beside: a missing path, an empty file, something that is not a file
+    with pytest.raises(VidcolorError, match="no such file or folder"):
+        check_readable(tmp_path / "missing.jpg")
+    (tmp_path / "empty.jpg").touch()
+    with pytest.raises(VidcolorError, match="file is empty"):
+        check_readable(tmp_path / "empty.jpg")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(VidcolorError, match="not a regular file"):
+        check_readable(tmp_path / "pipe.jpg")
+    with pytest.raises(VidcolorError) as refused:  # one line, whatever the name holds
+        check_readable(tmp_path / "no\nsuch.jpg")
+    assert str(refused.value) == f"{tmp_path}/no\\nsuch.jpg: no such file or folder"
 
 
 def test_truncated_film_without_index_is_refused(make_video):
@@ -77,3 +99,91 @@ def test_truncated_film_without_index_is_refused(make_video):
 def test_kind_does_not_depend_on_case_of_extension(sample_films, tmp_path):
     upper = Path(shutil.copy(sample_films["cfr29"], tmp_path / "FILM.MP4"))
     assert detect_kind(upper) is MediaKind.VIDEO
+
+
+# --- animations and cover art ---------------------------------------------------------------
+
+
+def grey_pictures(count: int) -> list[Image.Image]:
+    return [
+        Image.fromarray(np.full((16, 24), 30 + 90 * i, np.uint8)).convert("RGB")
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("name", ["anim.gif", "anim.png", "anim.webp"])
+def test_animated_image_is_refused(tmp_path, name):
+    first, *others = grey_pictures(3)
+    path = tmp_path / name
+    first.save(path, save_all=True, append_images=others, duration=100, loop=0)
+    with pytest.raises(VidcolorError) as refused:
+        detect_kind(path)
+    assert str(refused.value) == (
+        f"{path}: animated image (3 frames); vidcolor colourises stills and videos: "
+        "convert it to a video first"
+    )
+    # Still pictures of the same formats, and pictures whose extra frames are not an animation
+    # (a camera's MPO, a multi-page TIFF), stay images.
+    still = tmp_path / f"still{path.suffix}"
+    first.save(still)
+    mpo = tmp_path / "camera.mpo"
+    first.save(mpo, save_all=True, append_images=others[:1])
+    pages = tmp_path / "pages.tif"
+    first.convert("L").save(pages, save_all=True, append_images=[p.convert("L") for p in others])
+    for picture in (still, mpo, pages):
+        assert detect_kind(picture) is MediaKind.IMAGE
+
+
+def write_with_cover(path: Path, audio_codec: str | None, film: bool = False) -> Path:
+    """Audio (or a film) with a JPEG cover muxed as an attached picture, as taggers store it."""
+    cover_jpeg = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(cover_jpeg, "JPEG")
+    with av.open(str(path), "w", format="mp4" if path.suffix == ".m4a" else None) as out:
+        video = None
+        if film:
+            video = out.add_stream("libx264", rate=25)
+            video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = None
+        if audio_codec is not None:
+            audio = out.add_stream(audio_codec, rate=44100)
+            audio.codec_context.layout = "mono"
+        cover = out.add_stream("mjpeg")
+        cover.width = cover.height = 16
+        cover.pix_fmt = "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        packet = av.Packet(cover_jpeg.getvalue())
+        packet.stream = cover
+        packet.pts = packet.dts = 0
+        packet.time_base = Fraction(1, 90000)
+        out.mux(packet)
+        if video is not None:
+            for index in range(5):
+                frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 100, np.uint8), "rgb24")
+                frame.pts = index
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+        if audio is not None:
+            size = audio.codec_context.frame_size or 1024
+            for start in range(0, 22050, size):
+                samples = np.zeros((1, size), np.float32)
+                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 44100, start
+                out.mux(audio.encode(frame))
+            out.mux(audio.encode(None))
+    with av.open(str(path)) as written:  # the flag really is in the file
+        assert any(
+            s.disposition & av.stream.Disposition.attached_pic for s in written.streams.video
+        )
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("song.m4a", "aac"), ("song.mp3", "libmp3lame")])
+def test_audio_with_cover_art_is_not_a_video(tmp_path, name, codec):
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec} encoder")
+    song = write_with_cover(tmp_path / name, codec)
+    with pytest.raises(VidcolorError) as refused:
+        detect_kind(song)
+    assert str(refused.value) == f"{song}: has no video stream (only cover art)"
+    film = write_with_cover(tmp_path / "film-with-cover.mp4", "aac", film=True)
+    assert detect_kind(film) is MediaKind.VIDEO

@@ -1,8 +1,12 @@
 import json
+import re
+import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from vidcolor.errors import VidcolorError
 from vidcolor.models.efficientnet_lite import EfficientNetLite0Encoder
@@ -25,8 +29,27 @@ def test_config_round_trips_through_dict():
 
 
 def test_unknown_architecture_is_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown generator architecture"):
         ColorGenerator(GeneratorConfig(arch="resnet-unknown"))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"arch": "unet-efficientnet-lite0", "dropout": 0.1}, "unknown generator config key"),
+        ({"decoder_channels": "abcd"}, "decoder_channels"),
+        ({"decoder_channels": [32, 16, 8]}, "decoder_channels"),
+        ({"decoder_channels": [32, 16, 8, 0]}, "decoder_channels"),
+        ({"head_channels": "16"}, "head_channels"),
+        ({"head_channels": True}, "head_channels"),
+        ({"arch": 7}, "unknown generator architecture"),
+        (["unet-efficientnet-lite0"], "mapping"),
+    ],
+)
+def test_config_from_dict_refuses_unknown_and_ill_typed_keys(data, message):
+    """A typo or a foreign file must not silently build the default network."""
+    with pytest.raises(ValueError, match=message):
+        GeneratorConfig.from_dict(data)
 
 
 def test_weights_round_trip_with_config(tmp_path):
@@ -43,11 +66,78 @@ def test_weights_round_trip_with_config(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]  # no temp file left
 
 
-def test_corrupt_weights_give_a_user_error(tmp_path):
+SMALL = GeneratorConfig(decoder_channels=(32, 16, 16, 8), head_channels=8)
+
+
+def _small_tensors() -> dict[str, torch.Tensor]:
+    return {k: v.contiguous() for k, v in ColorGenerator(SMALL).state_dict().items()}
+
+
+def _config_json(**changes: object) -> str:
+    return json.dumps({**SMALL.to_dict(), **changes})
+
+
+def _write_bad_model(path: Path, case: str) -> None:
+    """One broken ``--model`` file per way a user's file can be wrong."""
+    tensors = _small_tensors()
+    if case == "not_safetensors":
+        path.write_bytes(b"not a safetensors file")
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "json_header_garbage":
+        header = b'{"a": 1}'
+        path.write_bytes(struct.pack("<Q", len(header)) + header)
+    elif case == "truncated":
+        save_file(tensors, str(path), metadata={"config": _config_json()})
+        path.write_bytes(path.read_bytes()[:-1000])
+    elif case == "config_not_json":
+        save_file(tensors, str(path), metadata={"config": '{"arch": "unet-efficientnet-lite0"'})
+    elif case == "config_not_a_mapping":
+        save_file(tensors, str(path), metadata={"config": "[1, 2]"})
+    elif case == "unknown_arch":
+        save_file(tensors, str(path), metadata={"config": _config_json(arch="vit-huge")})
+    elif case == "unknown_key":
+        save_file(tensors, str(path), metadata={"config": _config_json(width=3)})
+    elif case == "ill_typed_key":
+        save_file(tensors, str(path), metadata={"config": _config_json(head_channels="8")})
+    elif case == "wrong_shapes":  # the small network's tensors under the default config
+        save_file(tensors, str(path), metadata={"config": json.dumps({})})
+    elif case == "missing_tensors":
+        del tensors["head.weight"]
+        save_file(tensors, str(path), metadata={"config": _config_json()})
+    elif case == "foreign_tensors":
+        save_file({"fc.weight": torch.zeros(3, 3)}, str(path))
+    else:
+        raise ValueError(case)
+
+
+BAD_MODELS = {
+    "not_safetensors": "cannot read model weights",
+    "empty": "cannot read model weights",
+    "json_header_garbage": "cannot read model weights",
+    "truncated": "cannot read model weights",
+    "config_not_json": "config is not valid JSON",
+    "config_not_a_mapping": "must be a mapping",
+    "unknown_arch": "unknown generator architecture 'vit-huge'",
+    "unknown_key": "unknown generator config key",
+    "ill_typed_key": "head_channels must be a positive integer",
+    "wrong_shapes": "of the wrong shape",
+    "missing_tensors": "missing",
+    "foreign_tensors": "do not fit",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MODELS))
+def test_bad_model_files_give_one_line_user_errors(tmp_path, case):
+    """``--model`` with any broken file: one VidcolorError line naming the file, no traceback."""
     path = tmp_path / "bad.safetensors"
-    path.write_bytes(b"not a safetensors file")
-    with pytest.raises(VidcolorError):
+    _write_bad_model(path, case)
+    with pytest.raises(VidcolorError) as info:
         load_generator(path)
+    message = str(info.value)
+    assert BAD_MODELS[case] in message
+    assert "\n" not in message and str(path) in message
+    assert len(message) < 400  # a summary, not torch's list of every tensor
 
 
 def test_encoder_reproduces_the_reference_efficientnet_lite0():
@@ -84,9 +174,50 @@ def test_shipped_default_model_loads_and_predicts_plausible_ab():
     assert ab.abs().max() < 2 * AB_SCALE
 
 
-def test_shipped_model_has_a_model_card():
-    card = engines_dir() / "MODEL_CARD.md"
-    assert card.is_file()
-    text = card.read_text()
-    for needed in ("PSNR", "SSIM", "CIEDE2000", "olourfulness", "grey baseline"):
-        assert needed in text
+def _card() -> str:
+    return " ".join((engines_dir() / "MODEL_CARD.md").read_text().split())
+
+
+def _number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, f"the model card no longer says {pattern!r}"
+    return float(found.group(1).replace(",", ""))
+
+
+def test_model_card_describes_the_shipped_weights_and_their_run():
+    """Size, parameters, steps and time quoted by the card are those of the shipped files."""
+    card = _card()
+    path = default_weights()
+    model = load_generator(path)
+    log_path = engines_dir() / "vidcolor-lite0-l1.train-log.jsonl"
+    log = [json.loads(line) for line in log_path.read_text().splitlines()]
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    encoder = sum(p.numel() for p in model.encoder.parameters()) / 1e6
+    assert _number(r"\((\d+(?:\.\d+)?) MB, float32", card) == round(path.stat().st_size / 1e6, 1)
+    assert _number(r"(\d+(?:\.\d+)?) M parameters", card) == round(params, 2)
+    assert _number(r"(\d+(?:\.\d+)?) M of them in the encoder", card) == round(encoder, 2)
+    steps = _number(r"([\d,]+) steps \(", card)
+    assert steps == int(read_metadata(path)["step"]) == log[-1]["step"]
+    assert _number(r"in (\d+(?:\.\d+)?) minutes", card) == round(log[-1]["minutes"], 1)
+    cadence = _number(r"every ([\d,]+) steps", card)
+    assert {b["step"] - a["step"] for a, b in zip(log, log[1:], strict=False)} == {cadence}
+
+
+def test_model_card_describes_the_shipped_recipe():
+    """The recipe the card spells out is the one in configs/ (what ``vidcolor train`` runs)."""
+    pytest.importorskip("yaml")
+    from vidcolor.train.recipe import load_recipe
+
+    card = _card()
+    recipe = load_recipe(Path(__file__).parents[1] / "configs" / "train-l1-lite0.yaml")
+    assert _number(r"decoded once at short side (\d+)", card) == recipe.data.short_side
+    assert _number(r"resized to (\d+)x\d+", card) == recipe.data.crop
+    assert _number(r"λ = (\d+(?:\.\d+)?)", card) == recipe.loss.mix
+    assert _number(r"raised to the power (\d+(?:\.\d+)?)", card) == recipe.loss.power
+    assert _number(r"learning rate ([\de.-]+) \(decoder\)", card) == recipe.optim.lr
+    assert _number(r"and ([\de.-]+) \(encoder\)", card) == recipe.optim.encoder_lr
+    assert _number(r"batch (\d+)", card) == recipe.optim.batch_size
+    assert _number(r"(\d+) warm-up steps", card) == recipe.optim.warmup_steps
+    assert _number(r"cosine over a (\d+)-minute", card) == recipe.budget.max_minutes
+    assert _number(r"at render (\d+)\)", card) == recipe.eval.size
+    assert _number(r"first (\d+) validation photos", card) == recipe.eval.images

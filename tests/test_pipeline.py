@@ -7,6 +7,7 @@ from vidcolor.media.decode import CopiedPackets, DecodedFrame
 from vidcolor.pipeline import (
     ColorizedFrame,
     RenderedFrame,
+    StageThreads,
     colorize_stage,
     join_stage,
     prefetch,
@@ -49,6 +50,19 @@ def frames(count: int, height: int = 50, width: int = 70) -> list[DecodedFrame]:
 )
 def test_render_shape_keeps_aspect_in_multiples_of_32(size, short, expected):
     assert render_shape(*size, short) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((2, 20000), (32, 640)),  # was 160 x 1600000: 8 GB for a 138-byte PNG
+        ((65535, 1), (640, 32)),
+        ((12000, 12000), (160, 160)),
+        ((3000, 1000), (480, 160)),  # ordinary panoramas keep the full render size
+    ],
+)
+def test_render_shape_is_bounded_by_both_sides(size, expected):
+    assert render_shape(*size, 160) == expected
 
 
 def test_colorize_stage_batches_frames_and_keeps_packets_in_place():
@@ -118,3 +132,46 @@ def test_prefetch_stops_its_worker_when_the_consumer_leaves():
     next(stream)
     stream.close()
     assert threading.active_count() == before
+
+
+def test_stage_threads_stop_and_close_every_stage_when_the_consumer_fails():
+    """The root of a crash: a stage thread still reading a container its owner closed."""
+    closed_in: list[str] = []
+    pulled: list[int] = []
+
+    def decode():
+        try:
+            for i in range(10_000):
+                pulled.append(i)
+                yield i
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    def double(items):
+        for item in items:
+            yield item * 2
+
+    with pytest.raises(RuntimeError, match="encoder failed"), StageThreads(depth=4) as threads:
+        decoded = threads.start(decode(), "decode")
+        doubled = threads.start(double(decoded), "colorize")
+        started = list(threads.threads)
+        for value in doubled:
+            if value == 40:
+                raise RuntimeError("encoder failed")
+    assert len(started) == 2 and not any(t.is_alive() for t in started)
+    assert closed_in == ["vidcolor-decode"]  # closed in its own thread, before the with ended
+    assert len(pulled) < 100  # bounded queues: decode never ran far ahead
+
+
+def test_stage_threads_pass_worker_errors_through_every_stage():
+    def decode():
+        yield 1
+        raise ValueError("corrupt at frame 1")
+
+    with StageThreads(depth=2) as threads:
+        passed = threads.start((x for x in threads.start(decode(), "decode")), "colorize")
+        assert next(passed) == 1
+        with pytest.raises(ValueError, match="corrupt at frame 1"):
+            next(passed)
+        started = list(threads.threads)
+    assert not any(t.is_alive() for t in started)

@@ -1,76 +1,123 @@
-"""Score a generator on a folder of colour photos beside the grey baseline.
+"""Score a generator on colour photos beside the grey baseline.
 
-``python -m vidcolor.train.evaluate WEIGHTS VAL_DIR --size 256`` prints a JSON table used in the
-model card: PSNR, SSIM, colourfulness, delta CF and CIEDE2000 for the model and for grey input.
+Each photo is colourised from its own luminance by ``vidcolor.api.colorize_array`` with an
+``Engine``: the very code path (render size, resizing, rejoin with full-resolution L) that
+``vidcolor photo.jpg`` runs, so the scores are what users get. Training's periodic validation
+calls the same function on the live model (``TorchEngine.from_model``).
+
+``python -m vidcolor.train.evaluate MODEL DATA...`` is ``vidcolor eval``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
-import torch
 
-from vidcolor.color import join_lab, lab_to_rgb, rgb_to_lab
+from vidcolor.api import colorize_array
+from vidcolor.color import as_float_rgb, join_lab, luminance
+from vidcolor.engines.base import Engine
+from vidcolor.errors import VidcolorError
 from vidcolor.metrics import ColorScores, mean_scores, score
-from vidcolor.models.generator import ColorGenerator
-from vidcolor.models.weights import load_generator
-
-from .data import load_folder
 
 
-@torch.no_grad()
-def predict_rgb(model: ColorGenerator, rgb_uint8: np.ndarray, size: int) -> np.ndarray:
-    """Colourise the luminance of a photo at render size ``size`` and rejoin at full size."""
-    lab = rgb_to_lab(rgb_uint8.astype(np.float32) / 255.0)
-    small = cv2.resize(lab[:, :, 0], (size, size), interpolation=cv2.INTER_AREA)
-    ab = model(torch.from_numpy(small)[None, None])[0].permute(1, 2, 0).numpy()
-    return join_lab(lab[:, :, 0], ab)
+@dataclass(frozen=True)
+class Evaluation:
+    """Mean scores of the model (and of the grey baseline) over ``images`` photos."""
+
+    images: int
+    model: ColorScores
+    grey: ColorScores | None
+    truth_colorfulness: float
+
+    def flat(self) -> dict[str, float]:
+        """``model_psnr`` ... ``truth_colorfulness``: the columns of the training log."""
+        row = {f"model_{k}": round(v, 4) for k, v in asdict(self.model).items()}
+        row["truth_colorfulness"] = round(self.truth_colorfulness, 4)
+        if self.grey is not None:
+            row.update({f"grey_{k}": round(v, 4) for k, v in asdict(self.grey).items()})
+        return row
+
+    def to_json(self) -> dict[str, object]:
+        def rounded(scores: ColorScores) -> dict[str, float]:
+            return {k: round(v, 4) for k, v in asdict(scores).items()}
+
+        return {
+            "images": self.images,
+            "model": rounded(self.model),
+            "grey": None if self.grey is None else rounded(self.grey),
+            "truth": {"colorfulness": round(self.truth_colorfulness, 4)},
+        }
 
 
-def grey_rgb(rgb_uint8: np.ndarray) -> np.ndarray:
-    lab = rgb_to_lab(rgb_uint8.astype(np.float32) / 255.0)
-    lab[:, :, 1:] = 0.0
-    return lab_to_rgb(lab)
+def grey_rgb(reference: np.ndarray) -> np.ndarray:
+    """The grey baseline: the photo's own L with its colour removed (a = b = 0)."""
+    lum = luminance(reference)
+    return join_lab(lum, np.zeros((*lum.shape, 2), np.float32))
 
 
 def evaluate_images(
-    model: ColorGenerator, images: list[tuple[str, np.ndarray]], size: int, with_grey: bool = False
-) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
+    engine: Engine,
+    images: Iterable[tuple[str, np.ndarray]],
+    render_size: int,
+    with_grey: bool = False,
+    on_image: Callable[[], None] | None = None,
+) -> Evaluation:
+    """Colourise each (name, pixels) photo as vidcolor does and score it against the original."""
     ours: list[ColorScores] = []
     grey: list[ColorScores] = []
     truth_cf: list[float] = []
-    for _, rgb in images:
-        ref = rgb.astype(np.float32) / 255.0
-        s = score(ref, predict_rgb(model, rgb, size))
-        ours.append(s)
-        truth_cf.append(s.colorfulness - s.delta_cf)
+    for _, pixels in images:
+        reference = as_float_rgb(pixels)
+        result = score(reference, colorize_array(pixels, engine, render_size))
+        ours.append(result)
+        truth_cf.append(result.colorfulness - result.delta_cf)
         if with_grey:
-            grey.append(score(ref, grey_rgb(rgb)))
-    model.train(was_training)
-    result = {f"model_{k}": round(v, 4) for k, v in vars(mean_scores(ours)).items()}
-    result["truth_colorfulness"] = round(float(np.mean(truth_cf)), 4)
-    if with_grey:
-        result.update({f"grey_{k}": round(v, 4) for k, v in vars(mean_scores(grey)).items()})
-    return result
+            grey.append(score(reference, grey_rgb(reference)))
+        if on_image is not None:
+            on_image()
+    if not ours:
+        raise VidcolorError("no photos to evaluate on")
+    return Evaluation(
+        images=len(ours),
+        model=mean_scores(ours),
+        grey=mean_scores(grey) if with_grey else None,
+        truth_colorfulness=float(np.mean(truth_cf)),
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("weights", type=Path)
-    parser.add_argument("val_dir", type=Path)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--limit", type=int, default=None)
-    args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    images = load_folder(args.val_dir, args.limit)
-    result = evaluate_images(load_generator(args.weights), images, args.size, with_grey=True)
-    print(json.dumps({"images": len(images), "size": args.size, **result}, indent=2))
+def format_table(evaluation: Evaluation, title: Sequence[str] = ()) -> str:
+    """A Markdown table like the README's: model, grey baseline and ground truth."""
+
+    def row(label: str, s: ColorScores) -> list[str]:
+        return [
+            label,
+            f"{s.psnr:.2f}",
+            f"{s.ssim:.4f}",
+            f"{s.colorfulness:.1f}",
+            f"{s.delta_cf:+.1f}",
+            f"{s.ciede2000:.2f}",
+        ]
+
+    rows = [["", "PSNR (dB) ↑", "SSIM ↑", "colourfulness", "ΔCF", "CIEDE2000 ↓"]]
+    rows.append(row("model", evaluation.model))
+    if evaluation.grey is not None:
+        rows.append(row("grey baseline", evaluation.grey))
+    rows.append(["ground truth", "—", "—", f"{evaluation.truth_colorfulness:.1f}", "0", "0"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join([*title, *lines])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m vidcolor.train.evaluate``: the same command as ``vidcolor eval``."""
+    from vidcolor.cli.train import eval_command, run_standalone
+
+    run_standalone(eval_command, "python -m vidcolor.train.evaluate", argv)
 
 
 if __name__ == "__main__":

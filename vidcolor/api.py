@@ -1,17 +1,19 @@
 """The Python API: colourise an image, a film, or a folder of them.
 
-    from vidcolor import colorize_video, colorize_image
+    from vidcolor import RunOptions, colorize_video, colorize_image
     colorize_video("film.mp4", "color.mp4")
-    colorize_image("scan.tif", "scan-color.tif", render_size=384)
+    colorize_image("scan.tif", "scan-color.tif", RunOptions(render_size=384))
 
-Every output is written under a temporary name and renamed when complete.
+Every output is written under a temporary name and renamed when complete. How to colourise
+(render size, batch, codec, limits) travels in one ``RunOptions``; the film itself is wired
+by ``vidcolor.pipeline.run_film``, the one function every front end calls.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,20 +26,9 @@ from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import VideoReader
 from vidcolor.media.encode import VideoWriter, codec_profile
 from vidcolor.media.images import read_image, write_image
-from vidcolor.media.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES, MediaKind, detect_kind
-from vidcolor.options import EncodeSettings
-from vidcolor.pipeline import (
-    colorize_stage,
-    encode_stage,
-    join_stage,
-    predict_ab,
-    prefetch,
-    render_shape,
-)
-
-DEFAULT_RENDER_SIZE = 160
-DEFAULT_BATCH = 8
-QUEUE_DEPTH = 16
+from vidcolor.media.probe import MediaKind, detect_kind
+from vidcolor.options import DEFAULT_RENDER_SIZE, RunOptions
+from vidcolor.pipeline import predict_ab, render_shape, run_film
 
 
 @dataclass
@@ -62,22 +53,15 @@ class Result:
         )
 
 
-def _engine(engine: Engine | None, device: str) -> Engine:
-    return engine if engine is not None else load_engine(device=device)
-
-
-def _check_paths(source: Path, output: Path, overwrite: bool) -> None:
-    check_writable_target(output, overwrite)
-    if output.exists() and source.exists() and os.path.samefile(source, output):
-        raise VidcolorError(f"{output}: output would overwrite the input")
-
-
 def colorize_array(
     image: np.ndarray,
     engine: Engine,
     render_size: int = DEFAULT_RENDER_SIZE,
 ) -> np.ndarray:
-    """Colourise an in-memory image (any depth, grey or colour); returns float RGB in 0..1."""
+    """Colourise an in-memory image (any depth, grey or colour); returns float RGB in 0..1.
+
+    The one still-image path: the CLI, the API and model evaluation all colourise through it.
+    """
     lum = luminance(as_float_rgb(image))
     height, width = lum.shape
     ab = predict_ab(engine, [lum], render_shape(width, height, render_size))[0]
@@ -87,31 +71,26 @@ def colorize_array(
 def colorize_image(
     source: str | os.PathLike,
     output: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
     engine: Engine | None = None,
     device: str = "auto",
-    render_size: int = DEFAULT_RENDER_SIZE,
-    overwrite: bool = False,
 ) -> Result:
     """Colourise one still; 16-bit stays 16-bit where the output format allows, alpha is kept."""
     source = Path(source)
     if detect_kind(source) is not MediaKind.IMAGE:
         raise VidcolorError(f"{source}: is a video; use colorize_video")
-    return _image_job(source, Path(output), _engine(engine, device), render_size, overwrite)
+    options = options or RunOptions()
+    return _image_job(source, Path(output), _engine(engine, device), options)
 
 
 def colorize_video(
     source: str | os.PathLike,
     output: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
     engine: Engine | None = None,
     device: str = "auto",
-    render_size: int = DEFAULT_RENDER_SIZE,
-    codec: str = "h264",
-    crf: int | None = None,
-    preset: str = "medium",
-    batch_size: int = DEFAULT_BATCH,
-    overwrite: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[], None] | None = None,
 ) -> Result:
@@ -122,64 +101,45 @@ def colorize_video(
     source = Path(source)
     if detect_kind(source) is not MediaKind.VIDEO:
         raise VidcolorError(f"{source}: is an image; use colorize_image")
-    settings = EncodeSettings(codec=codec, crf=crf, preset=preset)
-    return _video_job(
-        source,
-        Path(output),
-        engine,
-        device,
-        render_size,
-        settings,
-        batch_size,
-        overwrite,
-        on_start,
-        on_frame,
-    )
+    options = options or RunOptions()
+    return _video_job(source, Path(output), engine, device, options, on_start, on_frame)
 
 
 def colorize(
     source: str | os.PathLike,
     output: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
     engine: Engine | None = None,
     device: str = "auto",
-    render_size: int = DEFAULT_RENDER_SIZE,
-    codec: str = "h264",
-    crf: int | None = None,
-    preset: str = "medium",
-    batch_size: int = DEFAULT_BATCH,
-    overwrite: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_frame: Callable[[], None] | None = None,
 ) -> Result:
     """Colourise one file, whichever kind its content says it is (video options apply to films)."""
     source = Path(source)
+    options = options or RunOptions()
     if detect_kind(source) is MediaKind.IMAGE:
-        return _image_job(source, Path(output), _engine(engine, device), render_size, overwrite)
-    settings = EncodeSettings(codec=codec, crf=crf, preset=preset)
-    return _video_job(
-        source,
-        Path(output),
-        engine,
-        device,
-        render_size,
-        settings,
-        batch_size,
-        overwrite,
-        on_start,
-        on_frame,
-    )
+        return _image_job(source, Path(output), _engine(engine, device), options)
+    return _video_job(source, Path(output), engine, device, options, on_start, on_frame)
 
 
-def _image_job(
-    source: Path, output: Path, engine: Engine, render_size: int, overwrite: bool
-) -> Result:
+def _engine(engine: Engine | None, device: str) -> Engine:
+    return engine if engine is not None else load_engine(device=device)
+
+
+def _check_paths(source: Path, output: Path, overwrite: bool) -> None:
+    check_writable_target(output, overwrite)
+    if output.exists() and source.exists() and os.path.samefile(source, output):
+        raise VidcolorError(f"{output}: output would overwrite the input")
+
+
+def _image_job(source: Path, output: Path, engine: Engine, options: RunOptions) -> Result:
     started = time.perf_counter()
-    _check_paths(source, output, overwrite)
-    loaded = read_image(source)
-    rgb = colorize_array(loaded.rgb, engine, render_size)
+    _check_paths(source, output, options.overwrite)
+    loaded = read_image(source, max_pixels=options.max_pixels)
+    rgb = colorize_array(loaded.rgb, engine, options.render_size)
     depth = np.uint16 if loaded.rgb.dtype != np.uint8 else np.uint8
-    write_image(output, to_uint(rgb, depth), loaded.alpha)
+    write_image(output, to_uint(rgb, depth), loaded.alpha, overwrite=options.overwrite)
     return Result(source, output, MediaKind.IMAGE, 1, time.perf_counter() - started)
 
 
@@ -188,41 +148,22 @@ def _video_job(
     output: Path,
     engine: Engine | None,
     device: str,
-    render_size: int,
-    settings: EncodeSettings,
-    batch_size: int,
-    overwrite: bool,
+    options: RunOptions,
     on_start: Callable[[int], None] | None,
     on_frame: Callable[[], None] | None,
 ) -> Result:
-    """The film pipeline: decode -> colourise -> join -> encode, into a temporary file."""
+    """Open the film and its temporary output, then hand both to ``run_film``."""
     started = time.perf_counter()
-    _check_paths(source, output, overwrite)
-    codec_profile(settings)
+    _check_paths(source, output, options.overwrite)
+    codec_profile(options.encode)  # a bad codec is refused before the model loads
     engine = _engine(engine, device)
-    with VideoReader(source) as reader, atomic_output(output) as tmp:
-        writer = VideoWriter(tmp, reader.info, settings, reader.copied_streams, label=output)
-        try:
-            if on_start is not None:
-                on_start(reader.info.frame_count)
-            depth = np.uint16 if writer.high_bit_depth else np.uint8
-            decoded = prefetch(reader.frames(), QUEUE_DEPTH)
-            colorized = prefetch(
-                colorize_stage(decoded, engine, render_size, batch_size), QUEUE_DEPTH
-            )
-            rendered = join_stage(colorized, depth)
-            encode_stage(rendered, writer, on_frame)
-        except BaseException:
-            writer.abort()
-            raise
-        frames = writer.frames_written
+    reader = VideoReader(
+        source, max_pixels=options.max_pixels, allow_truncated=options.allow_truncated
+    )
+    with reader, atomic_output(output, overwrite=options.overwrite) as tmp:
+        if on_start is not None:
+            on_start(reader.info.frame_count)
+        writer = VideoWriter(tmp, reader.info, options.encode, reader.copied_streams, label=output)
+        frames = run_film(reader, writer, engine, options, on_frame)
         copied = [f"{s.type} #{i}" for i, s in writer.copied.items()]
     return Result(source, output, MediaKind.VIDEO, frames, time.perf_counter() - started, copied)
-
-
-def plan_folder(source: Path, output: Path) -> Iterator[tuple[Path, Path]]:
-    """Pairs (input, output) that mirror a folder tree; only media-looking files are taken."""
-    known = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and path.suffix.lower() in known and not path.name.startswith("."):
-            yield path, output / path.relative_to(source)

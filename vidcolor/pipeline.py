@@ -1,9 +1,14 @@
 """The stages of a film's journey: decode -> colourise -> (smooth) -> join -> encode.
 
-Each stage is a generator over items; ``prefetch`` runs a stage in its own thread behind a
-bounded queue, so decoding, inference and encoding overlap and memory stays constant whatever
-the film's length. Packets copied from the source (audio, subtitles) ride along in order.
+Each stage is a generator over items. ``run_film`` wires them: decoding and colourising run in
+threads of their own behind bounded queues (``StageThreads``), so decoding, inference and
+encoding overlap and memory stays constant whatever the film's length; joining and encoding run
+in the caller's thread. Packets copied from the source (audio, subtitles) ride along in order.
 A temporal smoothing stage slots in between colourise and join with the same item types.
+
+Teardown is the point of ``StageThreads``: whatever ends a film (its last frame, an encoder
+error, a full disk, Ctrl-C), every stage thread is stopped and joined before ``run_film``
+returns, so the caller can close the reader and writer without a thread still inside them.
 """
 
 from __future__ import annotations
@@ -18,9 +23,14 @@ import numpy as np
 
 from vidcolor.color import join_lab, resize_plane, to_uint
 from vidcolor.engines.base import Engine
-from vidcolor.media.decode import CopiedPackets, DecodedFrame
+from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoReader
 from vidcolor.media.encode import VideoWriter
-from vidcolor.models.generator import SIZE_MULTIPLE
+from vidcolor.models import SIZE_MULTIPLE
+from vidcolor.options import RunOptions
+
+# The working size's long side is at most this many times its short side, so a 2x20000
+# strip is not colourised at 160x1600000.
+MAX_RENDER_ASPECT = 4
 
 T = TypeVar("T")
 
@@ -41,10 +51,16 @@ class RenderedFrame:
 
 
 def render_shape(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """Working size (w, h) for the generator: short side ~short_side, aspect kept, x32."""
+    """Working size (w, h) for the generator: short side ~short_side, aspect kept, x32.
+
+    Bounded by both sides: the long side never exceeds MAX_RENDER_ASPECT x short_side, so
+    extreme strips are colourised at a modest size instead of asking for gigabytes.
+    """
     if short_side < SIZE_MULTIPLE:
         raise ValueError(f"render size must be at least {SIZE_MULTIPLE}")
-    scale = short_side / min(width, height)
+    scale = min(
+        short_side / min(width, height), MAX_RENDER_ASPECT * short_side / max(width, height)
+    )
 
     def snap(side: float) -> int:
         return max(SIZE_MULTIPLE, int(round(side / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
@@ -119,7 +135,39 @@ def encode_stage(
                 on_frame()
         else:
             writer.copy(item.packets)
-    writer.close()
+
+
+# --- one film ------------------------------------------------------------------------------
+
+
+def run_film(
+    reader: VideoReader,
+    writer: VideoWriter,
+    engine: Engine,
+    options: RunOptions,
+    on_frame: Callable[[], None] | None = None,
+) -> int:
+    """Colourise a whole film from ``reader`` into ``writer``; returns the frames written.
+
+    The one place a film is wired, for the API, the CLI and batch workers alike. On success
+    the writer is finished; on any failure it is aborted. Either way every stage thread has
+    stopped before this returns, so the caller may then close the reader.
+    """
+    depth = np.uint16 if writer.high_bit_depth else np.uint8
+    try:
+        with StageThreads(options.queue_depth) as threads:
+            decoded = threads.start(reader.frames(), "decode")
+            colorized = threads.start(
+                colorize_stage(decoded, engine, options.render_size, options.batch_size),
+                "colorize",
+            )
+            rendered = join_stage(colorized, depth)
+            encode_stage(rendered, writer, on_frame)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.frames_written
 
 
 # --- threads ------------------------------------------------------------------------------
@@ -132,42 +180,91 @@ class _Failure:
         self.error = error
 
 
-def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
-    """Run ``items`` in a worker thread, at most ``depth`` items ahead of the consumer.
+class StageCancelled(Exception):
+    """Raised in a stage whose pipeline is being torn down; never reaches the user."""
 
-    Errors in the worker re-raise in the consumer; a consumer that stops early stops the worker.
+
+class StageThreads:
+    """The threads of one pipeline, stopped and joined together when it closes.
+
+    ``start(items)`` runs an iterable in a worker thread at most ``depth`` items ahead of its
+    consumer; errors in the worker re-raise in the consumer. Closing (leaving the ``with``
+    block, normally or through an exception) cancels every stage, waits for each thread to
+    finish, and closes each stage's generator in its own thread.
     """
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(value: object) -> bool:
-        while not stop.is_set():
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.cancel = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> StageThreads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.cancel.set()
+        for thread in self.threads:
+            # No timeout: a stage is at most one batch away from noticing the cancel, and
+            # closing a container under a live thread is how decoders crash.
+            thread.join()
+        self.threads.clear()
+
+    def start(self, items: Iterable[T], name: str) -> Iterator[T]:
+        buffer: queue.Queue[object] = queue.Queue(maxsize=self.depth)
+        cancel = self.cancel
+
+        def put(value: object) -> bool:
+            while not cancel.is_set():
+                try:
+                    buffer.put(value, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            iterator = iter(items)
             try:
-                buffer.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+                for item in iterator:
+                    if not put(item):
+                        return
+                put(_DONE)
+            except StageCancelled:
+                return
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                put(_Failure(exc))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()  # the stage's own cleanup runs here, in its thread
 
-    def work() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(_Failure(exc))
+        thread = threading.Thread(target=work, name=f"vidcolor-{name}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return self._consume(buffer)
 
-    worker = threading.Thread(target=work, name="vidcolor-stage", daemon=True)
-    worker.start()
-    try:
+    def _consume(self, buffer: queue.Queue[object]) -> Iterator[T]:
         while True:
-            value = buffer.get()
+            if self.cancel.is_set():
+                raise StageCancelled()
+            try:
+                value = buffer.get(timeout=0.05)
+            except queue.Empty:
+                continue
             if value is _DONE:
                 return
             if isinstance(value, _Failure):
                 raise value.error
             yield value  # type: ignore[misc]
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Run ``items`` in a worker thread of its own (for callers outside a film pipeline)."""
+    threads = StageThreads(depth)
+    try:
+        yield from threads.start(items, "prefetch")
     finally:
-        stop.set()
-        worker.join(timeout=5)
+        threads.close()

@@ -1,11 +1,18 @@
 """Still images in and out: 8- and 16-bit, palette, grey, alpha, EXIF orientation.
 
-OpenCV reads and writes the pixels (it keeps 16 bits, Pillow's RGB path does not); Pillow reads
-the EXIF orientation so that scans come out upright, as every viewer showed them.
+OpenCV decodes and encodes the pixels (it keeps 16 bits, Pillow's RGB path does not); Pillow
+reads the header (size, EXIF orientation) so that scans come out upright, as every viewer showed
+them, and so that a picture too big to hold is refused before it is decoded.
+
+OpenCV never sees a file name: it crashes the interpreter on names that are not valid UTF-8, so
+bytes go through Python and OpenCV only decodes and encodes buffers.
 """
 
 from __future__ import annotations
 
+import os
+import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +24,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from vidcolor.atomic import atomic_output
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import VidcolorError, one_line
+from vidcolor.options import DEFAULT_MAX_PIXELS
+
+# OpenCV's decoders warn on stderr about damaged input that they still read (e.g. an
+# incomplete PNG buffer); vidcolor reports problems itself, as one line.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 # EXIF orientation -> operations that make the stored pixels upright.
 _ORIENTATION_FIXES = {
@@ -32,6 +44,16 @@ _ORIENTATION_FIXES = {
 _JPEG_QUALITY = 95
 _EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 _PILLOW_FORMATS = {"JPEG", "MPO"}  # read with Pillow rather than OpenCV (see read_image)
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}  # where Pillow finds EXIF in a PNG
+_PNG_ANCILLARY_KEPT = {b"tRNS"}  # the only ancillary chunk that changes OpenCV's pixels
+# What Pillow raises on a damaged file (beyond OSError, which covers "truncated").
+_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error)
+
+# Pillow's decompression-bomb check is a process-wide setting; it is switched off (our own
+# limit decides) only while this lock is held, so concurrent openers do not undo each other.
+_PILLOW_LOCK = threading.RLock()
 
 
 @dataclass
@@ -40,26 +62,128 @@ class LoadedImage:
     alpha: np.ndarray | None  # (H, W) of the same dtype, or None
 
 
+def check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """Refuse a picture before its pixels are allocated: a tiny file can declare gigabytes."""
+    if width * height > max_pixels:
+        raise VidcolorError(
+            f"{one_line(str(path))}: {width}x{height} pixels is more than the limit of "
+            f"{max_pixels} (use --max-pixels to raise it)"
+        )
+
+
 @contextmanager
-def open_pillow(path: Path) -> Iterator[Image.Image]:
-    """Pillow without its large-scan warning (big archive scans are normal here)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
-            yield image
+def open_pillow(path: Path, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """Pillow, quiet, with our pixel limit (if given) instead of its own.
+
+    Pillow's warnings (large scans, corrupt EXIF) would land on stderr; its bomb check raises
+    an exception of its own, or refuses scans the user allowed with --max-pixels.
+    """
+    with _PILLOW_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with Image.open(path) as image:
+                if max_pixels is not None:
+                    check_pixel_count(path, image.width, image.height, max_pixels)
+                yield image
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
-def _orientation_and_format(path: Path) -> tuple[int, str | None]:
+def _header(path: Path, max_pixels: int) -> tuple[int, str | None]:
+    """EXIF orientation and Pillow's format name; (1, None) when Pillow cannot open it."""
     try:
-        with open_pillow(path) as image:
-            return int(image.getexif().get(0x0112, 1)), image.format
-    except (OSError, ValueError, Image.DecompressionBombError):
+        with open_pillow(path, max_pixels) as image:
+            image_format = image.format
+            try:
+                orientation = int(_exif(path, image).get(0x0112, 1))
+            except Exception:  # damaged EXIF: the picture itself may be fine
+                orientation = 1
+            return orientation, image_format
+    except _PILLOW_ERRORS:
         return 1, None
 
 
-def _pillow_pixels(path: Path) -> np.ndarray:
+def _exif(path: Path, image: Image.Image) -> Image.Exif:
+    """Pillow's EXIF, without the full decode its PNG reader does to look for metadata that
+    could follow the pixels, when none does."""
+    if image.format == "PNG" and not _png_has_late_metadata(path):
+        return Image.Image.getexif(image)
+    return image.getexif()
+
+
+def _png_has_late_metadata(path: Path) -> bool:
+    """Whether an EXIF or text chunk follows the pixels (only chunk headers are read)."""
+    seen_pixels = False
+    with open(path, "rb") as file:
+        file.seek(len(_PNG_SIGNATURE))
+        while len(header := file.read(8)) == 8:
+            kind = header[4:]
+            if kind == b"IEND":
+                break
+            seen_pixels = seen_pixels or kind == b"IDAT"
+            if seen_pixels and kind in _PNG_METADATA:
+                return True
+            file.seek(int.from_bytes(header[:4], "big") + 4, os.SEEK_CUR)
+    return False
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise VidcolorError(f"{one_line(str(path))}: cannot read ({exc.strerror})") from exc
+
+
+def _png_for_opencv(data: bytes) -> bytes:
+    """Critical chunks and tRNS only: libpng prints a warning on stderr for every odd ancillary
+    chunk (a bad ICC profile, a bad checksum), and OpenCV's pixels use none of the others."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return data
+    kept = [_PNG_SIGNATURE]
+    at = len(_PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
+        end = at + 12 + length
+        if end > len(data):
+            break  # truncated: left as it is, for the decoder to refuse
+        if not kind[0] & 0x20 or kind in _PNG_ANCILLARY_KEPT:  # upper case: critical
+            kept.append(data[at:end])
+        at = end
+        if kind == b"IEND":
+            return b"".join(kept)
+    kept.append(data[at:])
+    return b"".join(kept)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR, for PNGs Pillow refuses to open (e.g. a bad CRC)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def _opencv_pixels(path: Path, max_pixels: int) -> np.ndarray | None:
+    data = _read_bytes(path)
+    if data.startswith(_JPEG_MAGIC):
+        return None  # see read_image: JPEG is Pillow's
+    size = _png_size(data)
+    if size is not None:
+        check_pixel_count(path, *size, max_pixels)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(_png_for_opencv(data), np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if pixels is not None:  # formats whose header only OpenCV reads: checked once decoded
+        check_pixel_count(path, pixels.shape[1], pixels.shape[0], max_pixels)
+    return pixels
+
+
+def _pillow_pixels(path: Path, max_pixels: int) -> np.ndarray:
     """JPEG, and formats OpenCV lacks (e.g. palette GIF): Pillow, already upright."""
-    with open_pillow(path) as opened:
+    with open_pillow(path, max_pixels) as opened:
         image = ImageOps.exif_transpose(opened)
         mode = "RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB"
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -69,31 +193,32 @@ def _pillow_pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert(mode))
 
 
-def read_image(path: Path) -> LoadedImage:
-    orientation, image_format = _orientation_and_format(path)
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Upright pixels at their own depth; refuses more than ``max_pixels`` before decoding."""
+    orientation, image_format = _header(path, max_pixels)
     pixels = None
     # JPEG is 8-bit only: Pillow reads it, and refuses a truncated file, where OpenCV's
     # libjpeg prints a warning on stderr and returns a half-grey picture.
     if image_format not in _PILLOW_FORMATS:
-        try:
-            pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        except cv2.error:
-            pixels = None
+        pixels = _opencv_pixels(path, max_pixels)
     if pixels is not None:
         if pixels.ndim == 3 and pixels.shape[2] == 4:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
         elif pixels.ndim == 3 and pixels.shape[2] == 3:
             pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-        fix = _ORIENTATION_FIXES.get(orientation)
+        # OpenCV's TIFF decoder turns the picture upright itself (the EXIF tag is TIFF's own).
+        fix = None if image_format == "TIFF" else _ORIENTATION_FIXES.get(orientation)
         if fix is not None:
             pixels = np.ascontiguousarray(fix(pixels))
     else:
         try:
-            pixels = _pillow_pixels(path)
-        except (OSError, ValueError) as exc:
-            raise VidcolorError(f"{path}: not a readable image ({exc})") from exc
+            pixels = _pillow_pixels(path, max_pixels)
+        except _PILLOW_ERRORS as exc:
+            raise VidcolorError(
+                f"{one_line(str(path))}: not a readable image ({one_line(str(exc))})"
+            ) from exc
     if pixels.dtype not in (np.uint8, np.uint16, np.float32):
-        raise VidcolorError(f"{path}: unsupported pixel type {pixels.dtype}")
+        raise VidcolorError(f"{one_line(str(path))}: unsupported pixel type {pixels.dtype}")
     if pixels.ndim == 3 and pixels.shape[2] == 4:
         return LoadedImage(np.ascontiguousarray(pixels[:, :, :3]), pixels[:, :, 3].copy())
     if pixels.ndim == 3 and pixels.shape[2] == 2:  # grey + alpha
@@ -103,25 +228,35 @@ def read_image(path: Path) -> LoadedImage:
     return LoadedImage(pixels, None)
 
 
-def write_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+def write_image(
+    path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, overwrite: bool = False
+) -> None:
     """Write atomically; 16-bit data stays 16-bit where the format allows it."""
-    if path.suffix.lower() in _EIGHT_BIT_ONLY and rgb.dtype != np.uint8:
+    suffix = path.suffix.lower()
+    if not suffix.isascii():  # OpenCV crashes on some non-ASCII (undecodable) extensions
+        raise VidcolorError(f"{one_line(str(path))}: cannot write an image with this extension")
+    if suffix in _EIGHT_BIT_ONLY and rgb.dtype != np.uint8:
         rgb = (rgb.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
         alpha = None if alpha is None else (alpha.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if alpha is not None and path.suffix.lower() in {".jpg", ".jpeg", ".bmp"}:
+    if alpha is not None and suffix in {".jpg", ".jpeg", ".bmp"}:
         alpha = None
     if alpha is not None:
         bgr = cv2.cvtColor(np.dstack([rgb, alpha.astype(rgb.dtype)]), cv2.COLOR_RGBA2BGRA)
     else:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    params = _write_params(path.suffix.lower())
-    with atomic_output(path) as tmp:
+    try:
+        ok, encoded = cv2.imencode(suffix, bgr, _write_params(suffix))
+    except cv2.error as exc:
+        raise VidcolorError(
+            f"{one_line(str(path))}: cannot write this image format ({exc.err})"
+        ) from exc
+    if not ok:
+        raise VidcolorError(f"{one_line(str(path))}: cannot write an image with this extension")
+    with atomic_output(path, overwrite) as tmp:
         try:
-            ok = cv2.imwrite(str(tmp), bgr, params)
-        except cv2.error as exc:
-            raise VidcolorError(f"{path}: cannot write this image format ({exc.err})") from exc
-        if not ok:
-            raise VidcolorError(f"{path}: cannot write an image with this extension")
+            tmp.write_bytes(encoded.tobytes())
+        except OSError as exc:
+            raise VidcolorError(f"{one_line(str(path))}: cannot write ({exc.strerror})") from exc
 
 
 def _write_params(suffix: str) -> list[int]:

@@ -21,23 +21,59 @@ AB_SCALE = 110.0
 SIZE_MULTIPLE = 32
 
 
+ARCHITECTURES = ("unet-efficientnet-lite0",)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """What a weights file records about the network that made it."""
+    """What a weights file records about the network that made it.
+
+    Checked when made, so a bad recipe or a foreign weights file fails with one clear message
+    (``ValueError``) before any layer is built.
+    """
 
     arch: str = "unet-efficientnet-lite0"
     decoder_channels: tuple[int, ...] = (96, 64, 48, 24)
     head_channels: int = 16
 
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            known = ", ".join(ARCHITECTURES)
+            raise ValueError(f"unknown generator architecture {self.arch!r} (known: {known})")
+        channels = self.decoder_channels
+        if not (
+            isinstance(channels, tuple)
+            and len(channels) == 4
+            and all(_positive_int(c) for c in channels)
+        ):
+            raise ValueError(f"decoder_channels must be 4 positive integers, not {channels!r}")
+        if not _positive_int(self.head_channels):
+            raise ValueError(
+                f"head_channels must be a positive integer, not {self.head_channels!r}"
+            )
+
     def to_dict(self) -> dict[str, object]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> GeneratorConfig:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        if "decoder_channels" in known:
-            known["decoder_channels"] = tuple(known["decoder_channels"])  # type: ignore[arg-type]
-        return cls(**known)  # type: ignore[arg-type]
+    def from_dict(cls, data: object) -> GeneratorConfig:
+        """Inverse of ``to_dict``; unknown keys are an error, not silently dropped."""
+        if not isinstance(data, dict):
+            raise ValueError(f"generator config must be a mapping, not {type(data).__name__}")
+        unknown = sorted(str(k) for k in data if k not in cls.__dataclass_fields__)
+        if unknown:
+            known = ", ".join(cls.__dataclass_fields__)
+            raise ValueError(
+                f"unknown generator config key(s) {', '.join(unknown)} (known: {known})"
+            )
+        values = dict(data)
+        if isinstance(values.get("decoder_channels"), list):
+            values["decoder_channels"] = tuple(values["decoder_channels"])
+        return cls(**values)
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -68,8 +104,6 @@ class ColorGenerator(nn.Module):
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()
         self.config = config or GeneratorConfig()
-        if self.config.arch != "unet-efficientnet-lite0":
-            raise ValueError(f"unknown generator architecture {self.config.arch!r}")
         self.encoder = EfficientNetLite0Encoder(in_channels=1)
         skips = self.encoder.skip_channels  # strides 2, 4, 8, 16, 32
         dec = self.config.decoder_channels

@@ -1,10 +1,16 @@
-"""Generator weights as safetensors: tensors plus the config that rebuilds the network."""
+"""Generator weights as safetensors: tensors plus the config that rebuilds the network.
+
+``--model`` takes any file a user points at, so every way such a file can be wrong (not
+safetensors, truncated, a config that is not JSON or names an unknown network, tensors of another
+network) ends as one ``VidcolorError`` line, never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
@@ -13,13 +19,21 @@ from vidcolor.errors import VidcolorError
 from vidcolor.models.generator import ColorGenerator, GeneratorConfig
 
 
-def save_generator(model: ColorGenerator, path: Path, info: dict[str, str] | None = None) -> None:
-    """Write atomically: a crash mid-save never leaves a truncated weights file behind."""
+def save_generator(
+    model: ColorGenerator,
+    path: Path,
+    info: dict[str, str] | None = None,
+    overwrite: bool = True,
+) -> None:
+    """Write atomically: a crash mid-save never leaves a truncated weights file behind.
+
+    Replaces an existing file by default: training rewrites its checkpoint at every evaluation.
+    """
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"config": json.dumps(model.config.to_dict())}
     metadata.update(info or {})
-    with atomic_output(path) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
@@ -28,15 +42,64 @@ def read_metadata(path: Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except (OSError, SafetensorError) as exc:
-        raise VidcolorError(f"cannot read model weights {path}: {exc}") from exc
+        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+
+
+def read_config(path: Path) -> GeneratorConfig:
+    """The network a weights file was saved from (the default one when the file names none)."""
+    text = read_metadata(path).get("config")
+    if text is None:
+        return GeneratorConfig()
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise VidcolorError(f"model weights {path}: config is not valid JSON ({exc})") from exc
+    try:
+        return GeneratorConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise VidcolorError(f"model weights {path}: {_one_line(exc)}") from exc
 
 
 def load_generator(path: Path) -> ColorGenerator:
-    metadata = read_metadata(path)
-    config = GeneratorConfig.from_dict(json.loads(metadata.get("config", "{}")))
+    config = read_config(path)
     model = ColorGenerator(config)
     try:
-        model.load_state_dict(load_file(str(path)))
-    except (RuntimeError, SafetensorError) as exc:
-        raise VidcolorError(f"model weights {path} do not fit {config.arch}: {exc}") from exc
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+    problem = _mismatch(model.state_dict(), tensors)
+    if problem:
+        raise VidcolorError(f"model weights {path} do not fit {config.arch}: {problem}")
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:  # e.g. a tensor whose values cannot be copied in
+        message = f"model weights {path} do not fit {config.arch}: {_one_line(exc)}"
+        raise VidcolorError(message) from exc
     return model.eval()
+
+
+def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """A one-line summary of missing, unexpected and wrongly shaped tensors ('' when they fit)."""
+
+    def shape(t: torch.Tensor) -> str:
+        return "x".join(map(str, t.shape)) or "scalar"
+
+    parts = []
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if found[k].shape != expected[k].shape)
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if wrong:
+        k = wrong[0]
+        parts.append(
+            f"{len(wrong)} of the wrong shape (e.g. {k}: {shape(found[k])}, "
+            f"expected {shape(expected[k])})"
+        )
+    return "; ".join(parts)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())

@@ -1,0 +1,209 @@
+"""``vidcolor [colorize] INPUT... -o OUTPUT``: colourise films, stills and folders of them.
+
+One bad file in a folder is reported on its own line and the others still run; the exit
+status is then 1 and the last line says how many failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from vidcolor.errors import VidcolorError, one_line
+from vidcolor.media.encode import CODECS
+from vidcolor.options import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_RENDER_SIZE,
+    EncodeSettings,
+    RunOptions,
+)
+
+
+class Progress:
+    """A tqdm bar on terminals (frames, fps, ETA); silent when piped or --quiet."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label = one_line(label)
+        self.disable = True if quiet else None  # None: tqdm shows a bar only on a TTY
+        self.bar: tqdm | None = None
+
+    def start(self, total: int) -> None:
+        self.bar = tqdm(
+            total=total or None,
+            desc=self.label,
+            unit="frame",
+            disable=self.disable,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.command(
+    "colorize",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Colourise films, photos and folders (the default command).",
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, readable=False),
+    help="Output file, or folder when INPUT is a folder or several files.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--render-size",
+    default=DEFAULT_RENDER_SIZE,
+    show_default=True,
+    type=click.IntRange(64, 2048),
+    help="Short side (px) at which colour is predicted; luminance stays full size.",
+)
+@click.option(
+    "--codec",
+    default="h264",
+    show_default=True,
+    type=click.Choice(list(CODECS)),
+    help="Video codec: h264 plays in browsers; ffv1 or prores for archival masters.",
+)
+@click.option(
+    "--crf",
+    type=click.IntRange(0, 63),
+    default=None,
+    help="Quality for h264/h265/vp9/av1 (lower is better; h264 default 18).",
+)
+@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset.")
+@click.option(
+    "--batch-size",
+    default=DEFAULT_BATCH,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Frames per inference batch.",
+)
+@click.option(
+    "--model",
+    "weights",
+    type=click.Path(path_type=Path, readable=False),
+    default=None,
+    help="Generator weights (.safetensors); default: the shipped model.",
+)
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest still or frame (width x height) to decode; bigger ones are refused.",
+)
+@click.option(
+    "--allow-truncated",
+    is_flag=True,
+    help="A film that ends before its header says is kept with a warning, not refused.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def colorize_command(
+    inputs: tuple[Path, ...],
+    output: Path,
+    device: str,
+    render_size: int,
+    codec: str,
+    crf: int | None,
+    preset: str,
+    batch_size: int,
+    weights: Path | None,
+    max_pixels: int,
+    allow_truncated: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Colourise films, photos and folders of scans (the default command).
+
+    INPUT is a video, an image or a folder of them; the kind is read from the content.
+    """
+    from vidcolor.api import colorize
+    from vidcolor.engines import load_engine
+    from vidcolor.plan import plan_jobs
+
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
+    options = RunOptions(
+        render_size=render_size,
+        batch_size=batch_size,
+        encode=EncodeSettings(codec=codec, crf=crf, preset=preset),
+        overwrite=overwrite,
+        max_pixels=max_pixels,
+        allow_truncated=allow_truncated,
+    )
+    plan = plan_jobs(inputs, output)
+    engine = load_engine(weights, device)
+    failures = len(plan.failures)
+    for message in plan.failures:
+        click.echo(f"vidcolor: error: {one_line(message)}", err=True)
+    frames, seconds, done = 0, 0.0, 0
+    for source, target in plan.jobs:
+        progress = Progress(source.name, quiet)  # films only: stills never start it
+        try:
+            if plan.many:
+                _make_folder(target.parent)
+            result = colorize(
+                source,
+                target,
+                options,
+                engine=engine,
+                on_start=progress.start,
+                on_frame=progress.step,
+            )
+        except VidcolorError as exc:
+            if not plan.many:
+                raise
+            failures += 1  # one bad file in a folder does not stop the others
+            click.echo(f"vidcolor: error: {one_line(str(exc))}", err=True)
+            continue
+        except Exception as exc:  # a bug on one file must not end a thousand-file job
+            if not plan.many or os.environ.get("VIDCOLOR_DEBUG"):
+                raise
+            failures += 1
+            click.echo(
+                f"vidcolor: error: {one_line(str(source))}: internal error: "
+                f"{type(exc).__name__}: {one_line(str(exc))}",
+                err=True,
+            )
+            continue
+        finally:
+            progress.close()
+        done += 1
+        frames += result.frames
+        seconds += result.seconds
+        if not quiet and not plan.many:
+            click.echo(one_line(result.summary()), err=True)
+    total = len(plan.jobs) + len(plan.failures)
+    if plan.many and not quiet:
+        click.echo(
+            one_line(
+                f"{done} of {total} files -> {output}: {frames} frames and images "
+                f"in {seconds:.1f} s"
+            ),
+            err=True,
+        )
+    if failures:
+        raise VidcolorError(f"{failures} of {total} files failed")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VidcolorError(f"{folder}: cannot create folder ({exc.strerror})") from exc

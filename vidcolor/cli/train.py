@@ -1,0 +1,159 @@
+"""``vidcolor train`` and ``vidcolor eval``: train a generator from a recipe, score any model.
+
+Nothing heavy is imported here (torch, the media libraries, the training code): the commands
+import what they need when they run, so ``vidcolor --help`` stays fast. Problems a user can fix
+are raised as ``VidcolorError``; the ``vidcolor`` group prints them as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from vidcolor.errors import VidcolorError, one_line
+from vidcolor.options import DEFAULT_RENDER_SIZE
+
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+@click.command(
+    "train", context_settings=_CONTEXT, short_help="Train a generator from a YAML recipe."
+)
+@click.argument("config", type=click.Path(path_type=Path, readable=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value, e.g. --set budget.max_minutes=5 --set data.train=DIR "
+    "(repeatable; VALUE is YAML).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, readable=False),
+    default=Path("runs"),
+    show_default=True,
+    help="Runs folder; the run writes OUT/<recipe name>/generator.safetensors and log.jsonl.",
+)
+def train_command(config: Path, overrides: tuple[str, ...], out: Path) -> None:
+    """Train a generator from the recipe CONFIG (e.g. configs/train-l1-lite0.yaml).
+
+    Data paths in CONFIG are relative to CONFIG's folder; paths given with --set are relative
+    to the current directory. Progress (loss, steps/s, ETA) goes to stderr; the path of the
+    trained weights is printed on stdout at the end.
+    """
+    from vidcolor.train.fit import train
+    from vidcolor.train.recipe import load_recipe
+
+    recipe = load_recipe(config, overrides)
+    click.echo(str(train(recipe, out / recipe.name)))
+
+
+@click.command(
+    "eval", context_settings=_CONTEXT, short_help="Score a model on colour photos vs. grey."
+)
+@click.argument("model", type=click.Path(path_type=Path, readable=False))
+@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.option(
+    "--render-size",
+    "--size",
+    "render_size",
+    default=DEFAULT_RENDER_SIZE,
+    show_default=True,
+    type=click.IntRange(32, 2048),
+    help="Short side (px) at which colour is predicted, as for vidcolor --render-size.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="At most N photos of each DATA."
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for PyTorch."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def eval_command(
+    model: Path,
+    data: tuple[Path, ...],
+    render_size: int,
+    limit: int | None,
+    device: str,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """Score MODEL (.safetensors) on each DATA beside the grey baseline.
+
+    DATA is a folder of colour photos, a folder of .tar shards (WebDataset), or one such file.
+    Each photo is colourised from its own luminance exactly as `vidcolor photo.jpg` would, and
+    compared with the original: PSNR, SSIM, colourfulness, ΔCF (prediction minus ground truth)
+    and CIEDE2000, for the model and for the photo with its colour removed.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from vidcolor.engines import load_engine
+    from vidcolor.train.data import EvalSource
+    from vidcolor.train.evaluate import evaluate_images, format_table
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    sources = [EvalSource(path) for path in data]  # all checked before the model loads
+    engine = load_engine(model, device)
+    results: list[dict[str, object]] = []
+    for source in sources:
+        started = time.perf_counter()
+        with tqdm(
+            total=source.known_count(limit),
+            desc=one_line(source.path.name),
+            unit="photo",
+            file=sys.stderr,
+            leave=False,
+            disable=None,  # only on a terminal
+        ) as bar:
+            evaluation = evaluate_images(
+                engine,
+                source.images(limit),
+                render_size,
+                with_grey=True,
+                on_image=lambda: bar.update(1),
+            )
+        seconds = time.perf_counter() - started
+        if not as_json:
+            title = (
+                f"{model.name} on {source.path}: {evaluation.images} photos, render size "
+                f"{render_size}, {engine.name} on {engine.device}, {seconds:.0f} s"
+            )
+            click.echo(format_table(evaluation, [one_line(title)]) + "\n")
+        results.append(
+            {"data": str(source.path), "seconds": round(seconds, 1), **evaluation.to_json()}
+        )
+    if as_json:
+        report = {
+            "model": str(model),
+            "engine": engine.name,
+            "device": engine.device,
+            "render_size": render_size,
+            "threads": torch.get_num_threads(),
+            "results": results,
+        }
+        click.echo(json.dumps(report, indent=2))
+
+
+def run_standalone(
+    command: click.Command, prog_name: str, args: Sequence[str] | None = None
+) -> NoReturn:
+    """Run one command outside the group (``python -m vidcolor.train.fit``), errors as one line."""
+    try:
+        command.main(args=list(args) if args is not None else None, prog_name=prog_name)
+    except VidcolorError as exc:
+        click.echo(f"vidcolor: error: {one_line(str(exc))}", err=True)
+        sys.exit(1)
+    sys.exit(0)  # not reached: click's standalone main always exits
+
+
+__all__ = ["eval_command", "run_standalone", "train_command"]

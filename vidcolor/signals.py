@@ -1,0 +1,46 @@
+"""Signals end a run cleanly: SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` once.
+
+Raised in the main thread, the exception unwinds through the pipeline's teardown, which stops
+the stage threads and removes temporary outputs. Further signals during that cleanup are
+noted but ignored, so a second Ctrl-C cannot abort the process half-way (and leave a thread
+inside a closed container, or a ``.part`` file behind).
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(BaseException):
+    """A signal asked the run to stop; ``exit_status`` is the shell's 128 + N."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def install_interrupt_handlers() -> None:
+    """Call from the main thread before any work starts (model loading included)."""
+    for signum in HANDLED:
+        signal.signal(signum, _first_signal)
+
+
+def _first_signal(signum: int, frame: FrameType | None) -> None:
+    for other in HANDLED:
+        signal.signal(other, _later_signal)
+    raise Interrupted(signum)
+
+
+def _later_signal(signum: int, frame: FrameType | None) -> None:
+    """Already stopping: let the cleanup finish."""
