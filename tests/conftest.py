@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -456,9 +458,6 @@ def leftovers(folder: Path, recursive: bool = True) -> list[Path]:
 
 # --- damaged and unusual films (tests of vidcolor.media.decode / encode) ---------------------
 
-import struct  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
 
 def remux(source: Path, target: Path) -> Path:
     """Copy the video and audio packets of ``source`` unchanged into ``target``'s container."""
@@ -591,3 +590,20 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
+
+
+# --- hand-made PNG files -------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data).to_bytes(4, "big")
+    return len(data).to_bytes(4, "big") + kind + data + crc
+
+
+def png_declaring(width: int, height: int, extra: bytes = b"") -> bytes:
+    """A PNG of a few dozen bytes whose header promises width x height grey pixels."""
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))  # a single row
+    return PNG_SIGNATURE + ihdr + extra + idat + png_chunk(b"IEND", b"")

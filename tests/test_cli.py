@@ -25,11 +25,15 @@ from conftest import (
     REPO,
     VideoSpec,
     film_facts,
+    joined_twice,
     leftovers,
     mean_chroma,
+    png_declaring,
     run_cli,
     write_video,
+    write_with_cover,
 )
+from PIL import Image
 
 from vidcolor.cli import main as cli_main
 from vidcolor.signals import HANDLED
@@ -257,6 +261,90 @@ def test_output_onto_input(sample_films, tmp_path, overwrite):
     run = run_cli(film, "-o", film, *FAST, *(["--overwrite"] if overwrite else []))
     assert_clean_failure(run, film, existed=True)
     assert film.read_bytes() == data
+
+
+def _bad_preset(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    return [str(films["cfr29"]), "--preset", "nonsense"], tmp / "out.mp4"
+
+
+def _crf_out_of_range(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    return [str(films["cfr29"]), "--codec", "h265", "--crf", "60"], tmp / "out.mp4"
+
+
+def _png_bomb(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    bomb = tmp / "bomb.png"
+    bomb.write_bytes(png_declaring(12000, 12000))
+    return [str(bomb)], tmp / "out.png"
+
+
+def _animated_gif(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    gif = tmp / "anim.gif"
+    frames = [Image.new("L", (32, 24), shade) for shade in (40, 120, 200)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    return [str(gif)], tmp / "out.gif"
+
+
+def _cover_art_only(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    return [str(write_with_cover(tmp / "song.mp4", film=False))], tmp / "out.mp4"
+
+
+def _model_with_bad_metadata(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    from safetensors.numpy import save_file
+
+    model = tmp / "bad.safetensors"
+    save_file({"w": np.zeros(3, np.float32)}, str(model), metadata={"config": "{not json"})
+    return [str(films["cfr29"]), "--model", str(model)], tmp / "out.mp4"
+
+
+def _truncated_mkv(tmp: Path, films: dict) -> tuple[list[str], Path]:
+    whole = write_video(tmp / "whole.mkv", VideoSpec(frames=90, width=320, height=240))
+    cut = tmp / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[:20000])
+    whole.unlink()
+    return [str(cut)], tmp / "out.mkv"
+
+
+MORE_CASES = {
+    "x264 preset that does not exist": _bad_preset,
+    "crf out of range for h265": _crf_out_of_range,
+    "png declaring 12000x12000": _png_bomb,
+    "animated gif": _animated_gif,
+    "audio with cover art only": _cover_art_only,
+    "model whose metadata is not json": _model_with_bad_metadata,
+    "truncated mkv": _truncated_mkv,
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_CASES))
+def test_more_mistakes(sample_films, tmp_path, case):
+    """Found by adversarial testing: each gave a traceback, a crash, or silent damage."""
+    args, out = MORE_CASES[case](tmp_path, sample_films)
+    run = run_cli(*FAST, *args, "-o", out)  # the case's own options come last and win
+    assert_clean_failure(run, out)
+
+
+def test_hostile_but_valid_inputs_work(sample_films, tmp_path):
+    """A 2x20000 strip (8 GB of working memory before), a concatenated transport stream
+    whose clock restarts, H.264 into .avi and into .ts: all colourised, one run each."""
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), np.full((20000, 2), 128, np.uint8))
+    single = tmp_path / "single.ts"
+    write_video(single, VideoSpec(frames=12))
+    joined = joined_twice(single, tmp_path / "joined.ts")
+    for source, out in [
+        (strip, tmp_path / "strip-out.png"),
+        (joined, tmp_path / "joined-out.mp4"),
+        (sample_films["audio"], tmp_path / "out.avi"),
+        (sample_films["audio"], tmp_path / "out.ts"),
+    ]:
+        run = run_cli(source, "-o", out, *FAST, "-q")
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr
+    assert cv2.imread(str(tmp_path / "strip-out.png")).shape == (20000, 2, 3)
+    joined_pts = film_facts(tmp_path / "joined-out.mp4").pts
+    assert len(joined_pts) == 24 and joined_pts == sorted(set(joined_pts))
+    for name in ("out.avi", "out.ts"):
+        assert len(film_facts(tmp_path / name).pts) == 12
 
 
 def assert_clean_failure(run, out: Path, existed: bool = False) -> None:

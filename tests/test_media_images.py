@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 import sys
 import warnings
@@ -13,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, asymmetric_grey
+from conftest import PNG_SIGNATURE, REPO, asymmetric_grey, png_chunk, png_declaring
 from PIL import Image, ImageFile, ImageOps
 
 from vidcolor.atomic import atomic_output, check_writable_target
@@ -261,20 +260,7 @@ def test_check_writable_target(tmp_path):
 
 # --- hostile inputs: odd names, memory bombs, library chatter --------------------------------
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NOT_UTF8 = os.fsdecode(b"bad\xff.png")
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(kind + data).to_bytes(4, "big")
-    return len(data).to_bytes(4, "big") + kind + data + crc
-
-
-def png_declaring(width: int, height: int, extra: bytes = b"") -> bytes:
-    """A PNG of a few dozen bytes whose header promises width x height grey pixels."""
-    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-    idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))  # a single row
-    return PNG_SIGNATURE + ihdr + extra + idat + png_chunk(b"IEND", b"")
 
 
 def png_with_chunk(png: bytes, chunk: bytes, after_pixels: bool = False) -> bytes:
