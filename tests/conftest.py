@@ -607,3 +607,72 @@ def png_declaring(width: int, height: int, extra: bytes = b"") -> bytes:
     ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
     idat = png_chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))  # a single row
     return PNG_SIGNATURE + ihdr + extra + idat + png_chunk(b"IEND", b"")
+
+
+# --- colour films whose colour flickers (tests of vidcolor.temporal) -------------------------
+
+
+def panning_texture(index: int, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Frame ``index`` of a camera pan (2 px right, 1 px down a frame) over a smooth random
+    texture: L in 20..80, (height, width) float32."""
+    rng = np.random.default_rng(seed)
+    canvas_h, canvas_w = height + 200, width + 300
+    plane = np.zeros((canvas_h, canvas_w), np.float32)
+    for sigma, amount in ((1.5, 0.4), (4.0, 0.6), (10.0, 1.0)):
+        noise = cv2.GaussianBlur(rng.random((canvas_h, canvas_w)).astype(np.float32), (0, 0), sigma)
+        plane += amount * (noise - noise.mean()) / noise.std()
+    plane = 20 + 60 * (plane - plane.min()) / (plane.max() - plane.min())
+    y, x = 10 + index, 10 + 2 * index
+    return np.ascontiguousarray(plane[y : y + height, x : x + width])
+
+
+def colour_film_frames(
+    frames: int, width: int = 96, height: int = 64, flicker: float = 8.0, seed: int = 0
+) -> list[np.ndarray]:
+    """RGB uint8 frames of a panning scene in one colour (a=20, b=30 in Lab) that jumps by
+    about ``flicker`` Lab units each frame, as a per-frame colouriser's output does."""
+    rng = np.random.default_rng(seed + 100)
+    out = []
+    for index in range(frames):
+        lab = np.empty((height, width, 3), np.float32)
+        lab[..., 0] = panning_texture(index, width, height, seed)
+        jump = rng.normal(0, flicker, 2) if flicker else (0.0, 0.0)
+        lab[..., 1], lab[..., 2] = 20 + jump[0], 30 + jump[1]
+        rgb = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0, 1)
+        out.append(np.round(rgb * 255).astype(np.uint8))
+    return out
+
+
+def write_colour_film(
+    path: Path, frames: int = 24, flicker: float = 8.0, audio: bool = False, seed: int = 0
+) -> Path:
+    """Encode ``colour_film_frames`` as H.264 4:4:4 (tb 1/14848, 29 fps), optionally with AAC."""
+    spec = VideoSpec(frames=frames)
+    options = {"movflags": "+faststart"} if path.suffix == ".mp4" else {}
+    with av.open(str(path), "w", options=options) as out:
+        video = out.add_stream("libx264", rate=spec.rate)
+        video.width, video.height, video.pix_fmt = spec.width, spec.height, "yuv444p"
+        video.time_base = video.codec_context.time_base = spec.time_base
+        video.options = {"preset": "veryfast", "crf": "12"}
+        sound = _add_audio(out) if audio else None
+        pts = spec.frame_pts()
+        for rgb, stamp in zip(
+            colour_film_frames(frames, spec.width, spec.height, flicker, seed), pts, strict=True
+        ):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv444p")
+            frame.pts, frame.time_base = stamp, spec.time_base
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if sound is not None:
+            _write_sine(out, sound, float((pts[-1] + pts[1]) * spec.time_base))
+    return path
+
+
+@pytest.fixture
+def make_colour_video(tmp_path: Path) -> Callable[..., Path]:
+    """``make_colour_video(name="colour.mp4", frames=24, flicker=8.0, audio=False, seed=0)``."""
+
+    def make(name: str = "colour.mp4", **fields: object) -> Path:
+        return write_colour_film(tmp_path / name, **fields)  # type: ignore[arg-type]
+
+    return make

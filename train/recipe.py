@@ -4,103 +4,278 @@ Data paths in the file are relative to the file itself (a recipe means the same 
 run from); paths given with ``--set`` are relative to the current directory, like any other
 command-line path. Every key is checked against the dataclasses below before any data is
 loaded, so a typo (``budget.max_minuts``) fails at once with one line, not after an hour.
+
+The schema (every key; ``*`` marks the required ones)::
+
+    name*: lite0-default        # the run folder: OUT/<name>
+    seed: 0                     # init, data order and augmentation all follow from it
+    device: auto                # auto | cpu | cuda | cuda:N
+    precision: fp32             # fp32 | bf16 | fp16 (autocast, CUDA only; fp16 uses a GradScaler)
+    threads: null               # torch CPU threads (null: torch's default)
+    generator: {arch: ...}      # handed as is to vidcolor.models.registry.build_generator
+    data:
+      sources*:                 # mixed by weight: a sample is drawn from source i with
+        - path: ../data/train   #   probability weight_i / sum(weights); a path is a folder of
+          weight: 1             #   .tar shards (KEY.jpg + KEY.json) and/or photos, searched
+        - path: ~/my-photos     #   recursively (hidden files skipped), or one .tar file
+          weight: 1
+      short_side: 192           # photos are decoded once and kept in memory at this short side
+      max_memory_mb: 4096       # ... and the run refuses to start if they would take more
+      min_chroma: 3.0           # photos whose mean Lab chroma is below this are skipped (grey)
+      crop: 160                 # random resized square crops, this many pixels a side
+      min_scale: 0.55           # crop side as a fraction of the short side: uniform in
+      max_scale: 1.0            #   [min_scale, max_scale]
+      flip: true                # random horizontal flips
+      epoch_size: null          # samples per epoch (a reshuffle); null: all sources' photos
+      workers: 1                # DataLoader worker processes (0: in the training process)
+    loss*:                      # handed to vidcolor.train.losses.build_loss; parts that need
+      - {kind: l1, weight: 100} #   a discriminator (adversarial) are off while pretraining
+      - {kind: adversarial, gan: lsgan, weight: 1}
+    discriminator:              # only used when a loss part needs one
+      net: {}                   # keyword arguments of vidcolor.train.gan.PatchDiscriminator
+      lr: 2.0e-4
+      beta1: 0.5
+      beta2: 0.999
+      weight_decay: 0.0
+    optim*:                     # AdamW for the generator
+      batch_size*: 16           # the global batch (split evenly over --workers)
+      lr*: 1.0e-3               # decoder and head
+      encoder_lr: null          # the pretrained encoder (null: lr)
+      weight_decay: 0.0
+      beta1: 0.9
+      beta2: 0.999
+      grad_clip: null           # max global gradient norm (null: no clipping)
+    schedule*:                  # step based: the same recipe means the same run anywhere
+      max_steps*: 40000         # optimiser steps of the whole run
+      warmup_steps: 0           # linear warm-up, then cosine down to min_lr_factor
+      min_lr_factor: 0.0
+      pretrain_steps: null      # steps before the adversarial phase (null: 0 when the loss
+                                #   has an adversarial part; the loss must have one otherwise)
+      finetune_lr_scale: 1.0    # generator lr of the adversarial phase, relative to optim.lr;
+      finetune_warmup_steps: 0  #   that phase has its own warm-up and cosine
+    budget:                     # when THIS sitting stops (a checkpoint is written; --resume
+      max_minutes: null         #   continues the schedule where it stopped): minutes of
+      max_steps: null           #   training (loading not counted) or steps, of this sitting
+    checkpoint:
+      every_steps: 1000         # also at the end and when the budget stops the sitting
+      keep: 2                   # the newest checkpoints kept in OUT/<name>/checkpoints
+    val*:
+      sets*:                    # scored beside the grey baseline through vidcolor's engine
+        - {path: ../data/val, images: 64}        # first `images` photos (name: folder name)
+      every_steps*: 500
+      size: 160                 # render size, as ``vidcolor --render-size``
+      grid: 6                   # first N photos of each set in the before/after grid PNG
+
+Resuming (``--resume``) refuses a recipe whose training keys differ from the run's: everything
+except ``name``, ``device``, ``precision``, ``threads``, ``data.workers``,
+``data.max_memory_mb``, ``budget``, ``checkpoint``, ``val`` and the sources' paths (which may
+move; their photos are compared instead, see ``data.SourceImages.fingerprint``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
 import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vidcolor.errors import VidcolorError
-from vidcolor.models.generator import SIZE_MULTIPLE, GeneratorConfig
 
-LOSSES = ("l1", "rebalanced-l1")
+SIZE_MULTIPLE = 32  # the generators' total stride: crops and render sizes are multiples of it
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: Path
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    train: Path  # folder of .tar shards
-    val: Path  # folder of photos (or of shards) for periodic validation
-    short_side: int = 192  # images are kept in memory at this size
-    crop: int = 160  # random-scale square crops, resized to this
+    sources: list[SourceSpec]
+    short_side: int = 192
+    max_memory_mb: int = 4096
+    min_chroma: float = 3.0
+    crop: int = 160
+    min_scale: float = 0.55
+    max_scale: float = 1.0
+    flip: bool = True
+    epoch_size: int | None = None
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class DiscriminatorSpec:
+    net: dict[str, Any] = field(default_factory=dict)
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
 class OptimSpec:
     batch_size: int
-    lr: float  # decoder
-    encoder_lr: float
-    weight_decay: float
-    warmup_steps: int
+    lr: float
+    encoder_lr: float | None = None
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float | None = None
 
 
 @dataclass(frozen=True)
-class LossSpec:
-    kind: str
-    mix: float = 0.5  # rebalanced-l1 only
-    power: float = 0.3  # rebalanced-l1 only
+class ScheduleSpec:
+    max_steps: int
+    warmup_steps: int = 0
+    min_lr_factor: float = 0.0
+    pretrain_steps: int | None = None
+    finetune_lr_scale: float = 1.0
+    finetune_warmup_steps: int = 0
 
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """Training stops at whichever of the two ends first; the cosine schedule spans it."""
+    """This sitting's stop conditions (whichever comes first); the schedule does not see them."""
 
-    max_minutes: float
-    max_steps: int
+    max_minutes: float | None = None
+    max_steps: int | None = None
 
 
 @dataclass(frozen=True)
-class EvalSpec:
+class CheckpointSpec:
+    every_steps: int = 1000
+    keep: int = 2
+
+
+@dataclass(frozen=True)
+class ValSetSpec:
+    path: Path
+    images: int = 64
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.name or str(self.path)
+
+
+@dataclass(frozen=True)
+class ValSpec:
+    sets: list[ValSetSpec]
     every_steps: int
-    images: int
-    size: int  # render size, as ``vidcolor --render-size``
+    size: int = 160
+    grid: int = 6
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
     data: DataSpec
+    loss: list[dict[str, Any]]
     optim: OptimSpec
-    loss: LossSpec
-    budget: BudgetSpec
-    eval: EvalSpec
+    schedule: ScheduleSpec
+    val: ValSpec
     seed: int = 0
-    threads: int | None = None  # torch threads; None: torch's default
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+    generator: dict[str, Any] = field(default_factory=dict)
+    discriminator: DiscriminatorSpec = field(default_factory=DiscriminatorSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
 
     def __post_init__(self) -> None:
+        data, optim, schedule, val = self.data, self.optim, self.schedule, self.val
         checks = {
-            "data.short_side": self.data.short_side >= 1,
-            "data.crop": self.data.crop >= SIZE_MULTIPLE and self.data.crop % SIZE_MULTIPLE == 0,
-            "optim.batch_size": self.optim.batch_size >= 1,
-            "optim.warmup_steps": self.optim.warmup_steps >= 1,
-            "budget.max_minutes": self.budget.max_minutes > 0,
-            "budget.max_steps": self.budget.max_steps >= 1,
-            "eval.every_steps": self.eval.every_steps >= 1,
-            "eval.images": self.eval.images >= 1,
-            "eval.size": self.eval.size >= SIZE_MULTIPLE,
+            "data.sources": len(data.sources) >= 1,
+            "data.sources.weight": all(s.weight > 0 for s in data.sources),
+            "data.short_side": data.short_side >= 1,
+            "data.max_memory_mb": data.max_memory_mb >= 1,
+            "data.min_chroma": data.min_chroma >= 0,
+            "data.crop": data.crop >= SIZE_MULTIPLE and data.crop % SIZE_MULTIPLE == 0,
+            "data.min_scale": 0 < data.min_scale <= data.max_scale,
+            "data.max_scale": data.max_scale <= 1,
+            "data.epoch_size": data.epoch_size is None or data.epoch_size >= 1,
+            "data.workers": data.workers >= 0,
+            "loss": len(self.loss) >= 1,
+            "optim.batch_size": optim.batch_size >= 1,
+            "optim.lr": optim.lr > 0,
+            "optim.encoder_lr": optim.encoder_lr is None or optim.encoder_lr >= 0,
+            "optim.grad_clip": optim.grad_clip is None or optim.grad_clip > 0,
+            "schedule.max_steps": schedule.max_steps >= 1,
+            "schedule.warmup_steps": schedule.warmup_steps >= 0,
+            "schedule.min_lr_factor": 0 <= schedule.min_lr_factor <= 1,
+            "schedule.pretrain_steps": schedule.pretrain_steps is None
+            or 0 <= schedule.pretrain_steps <= schedule.max_steps,
+            "schedule.finetune_lr_scale": schedule.finetune_lr_scale > 0,
+            "schedule.finetune_warmup_steps": schedule.finetune_warmup_steps >= 0,
+            "discriminator.lr": self.discriminator.lr > 0,
+            "budget.max_minutes": self.budget.max_minutes is None or self.budget.max_minutes > 0,
+            "budget.max_steps": self.budget.max_steps is None or self.budget.max_steps >= 1,
+            "checkpoint.every_steps": self.checkpoint.every_steps >= 1,
+            "checkpoint.keep": self.checkpoint.keep >= 1,
+            "val.sets": len(val.sets) >= 1,
+            "val.sets.images": all(s.images >= 1 for s in val.sets),
+            "val.every_steps": val.every_steps >= 1,
+            "val.size": val.size >= SIZE_MULTIPLE,
+            "val.grid": val.grid >= 0,
             "threads": self.threads is None or self.threads >= 1,
         }
         wrong = [key for key, ok in checks.items() if not ok]
         if wrong:
             raise VidcolorError(
                 f"recipe: out of range: {', '.join(wrong)} (sizes: multiples of "
-                f"{SIZE_MULTIPLE}; counts and budgets: positive)"
+                f"{SIZE_MULTIPLE}; counts, rates and budgets: positive; see train/recipe.py)"
             )
-        if self.loss.kind not in LOSSES:
-            raise VidcolorError(f"recipe: unknown loss.kind {self.loss.kind!r}; use {LOSSES}")
+        if self.precision not in PRECISIONS:
+            raise VidcolorError(
+                f"recipe: precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
+        if not all(isinstance(part, dict) for part in self.loss):
+            raise VidcolorError("recipe: loss must be a list of mappings, e.g. [{kind: l1}]")
+        labels = [s.label for s in val.sets]
+        if len(set(labels)) != len(labels):
+            raise VidcolorError(
+                f"recipe: val.sets: two sets are named alike ({', '.join(labels)}); give each "
+                "a name"
+            )
 
-    def to_dict(self) -> dict[str, object]:
-        """Plain JSON-able values, recorded in the weights' metadata."""
-        out = asdict(self)
-        out["data"] = {k: str(v) if isinstance(v, Path) else v for k, v in out["data"].items()}
-        out["generator"] = self.generator.to_dict()
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (paths as given), recorded in checkpoints and weights."""
+        return _plain(dataclasses.asdict(self))
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the weights a run ends with: resuming needs these to be equal."""
+        out = self.to_dict()
+        for key in ("name", "device", "precision", "threads", "budget", "checkpoint", "val"):
+            out.pop(key)
+        data = out["data"]
+        for key in ("workers", "max_memory_mb"):
+            data.pop(key)
+        data["sources"] = [{"weight": s["weight"]} for s in data["sources"]]
         return out
+
+
+def recipe_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two ``identity()`` dicts."""
+    out: list[str] = []
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            out += recipe_differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out += recipe_differences(a, b, f"{prefix}{i}.")
+        return out
+    if old != new:
+        out.append(f"{prefix.rstrip('.')}: {_short(old)} -> {_short(new)}")
+    return out
 
 
 def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
@@ -117,16 +292,22 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
         ) from exc
     if not isinstance(raw, dict):
         raise VidcolorError(f"recipe {path} must be a YAML mapping")
-    data = raw.get("data")
-    if isinstance(data, dict):
-        for key in ("train", "val"):
-            if isinstance(data.get(key), str):
-                data[key] = _relative_to(path.parent, data[key])
+    data, val = raw.get("data"), raw.get("val")
+    for entries in (
+        data.get("sources") if isinstance(data, dict) else None,
+        val.get("sets") if isinstance(val, dict) else None,
+    ):
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                entry["path"] = _relative_to(path.parent, entry["path"])
     return recipe_from_dict(apply_overrides(raw, overrides))
 
 
-def apply_overrides(raw: dict[str, object], overrides: Sequence[str]) -> dict[str, object]:
-    """``a.b=value`` sets raw["a"]["b"]; values are parsed as YAML (``5``, ``1e-3``, ``[8, 8]``)."""
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``a.b=value`` sets raw["a"]["b"]; values are parsed as YAML (``5``, ``1e-3``, ``[8, 8]``).
+
+    A number indexes a list: ``data.sources.1.weight=2``, ``loss.0.weight=50``.
+    """
     yaml = _yaml()
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -137,63 +318,74 @@ def apply_overrides(raw: dict[str, object], overrides: Sequence[str]) -> dict[st
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise VidcolorError(f"--set {item!r}: value is not valid YAML") from exc
-        node = raw
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise VidcolorError(f"--set {item!r}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
+        node: Any = raw
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise VidcolorError(
+                        f"--set {item!r}: {'.'.join(parts[:depth])} has {len(node)} entries; "
+                        f"{part!r} is not one of their indices"
+                    )
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
+            else:
+                raise VidcolorError(f"--set {item!r}: {parts[depth - 1]} is not a section")
     return raw
 
 
-def recipe_from_dict(raw: dict[str, object]) -> Recipe:
+def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     """Build and check a ``Recipe``; unknown keys and ill-typed values are errors."""
-    values = _fields(Recipe, raw, "")
-    generator = raw.get("generator", {})
-    try:
-        values["generator"] = GeneratorConfig.from_dict(generator)
-    except (TypeError, ValueError) as exc:
-        raise VidcolorError(f"recipe: generator: {exc}") from exc
-    return Recipe(**values)
+    return Recipe(**_fields(Recipe, copy.deepcopy(raw), ""))
 
 
-def _fields(cls: type, raw: object, where: str) -> dict[str, object]:
+def _fields(cls: type, raw: object, where: str) -> dict[str, Any]:
     """Coerce a mapping into the keyword arguments of dataclass ``cls`` (nested ones too)."""
     if not isinstance(raw, dict):
-        raise VidcolorError(f"recipe: {where or 'the file'} must be a mapping")
+        raise VidcolorError(f"recipe: {where.rstrip('.') or 'the file'} must be a mapping")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in raw if k not in names)
     if unknown:
         keys = ", ".join(f"{where}{k}" for k in unknown)
         raise VidcolorError(f"recipe: unknown key(s) {keys} (known: {', '.join(sorted(names))})")
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         key = f"{where}{f.name}"
-        if f.name == "generator":
-            continue  # checked by GeneratorConfig itself
         if f.name not in raw:
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if required:
                 raise VidcolorError(f"recipe: missing key {key}")
             continue
-        kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            out[f.name] = kind(**_fields(kind, raw[f.name], f"{key}."))  # type: ignore[operator]
-        else:
-            out[f.name] = _coerce(raw[f.name], kind, key)
+        out[f.name] = _coerce(raw[f.name], hints[f.name], key)
     return out
 
 
-def _coerce(value: object, kind: object, key: str) -> object:
-    """YAML scalar -> the field's type; ``1e-3`` (a string to YAML 1.1) counts as a float."""
+def _coerce(value: object, kind: Any, key: str) -> Any:
+    """YAML value -> the field's type; ``1e-3`` (a string to YAML 1.1) counts as a float."""
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         options = typing.get_args(kind)
         if value is None and type(None) in options:
             return None
         kind = next(k for k in options if k is not type(None))
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        return kind(**_fields(kind, value, f"{key}."))  # type: ignore[arg-type, operator]
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(kind)
+        return [_coerce(v, item, f"{key}.{i}") for i, v in enumerate(value)]
+    if (origin is dict or kind is dict) and isinstance(value, dict):
+        return value  # checked by the component it configures (generator, loss part, ...)
     is_bool = isinstance(value, bool)
+    if kind is bool and is_bool:
+        return value
     if kind is int and isinstance(value, int) and not is_bool:
         return value
     if kind is float and not is_bool:
@@ -208,10 +400,30 @@ def _coerce(value: object, kind: object, key: str) -> object:
         return str(value)
     if kind is Path and isinstance(value, str) and value:
         return Path(value).expanduser()
-    name = getattr(kind, "__name__", str(kind))
-    raise VidcolorError(
-        f"recipe: {key} must be {'a path' if kind is Path else name}, not {value!r}"
-    )
+    if kind is Path:
+        name = "a path"
+    elif origin is list:
+        name = "a list"
+    elif origin is dict:
+        name = "a mapping"
+    else:
+        name = getattr(kind, "__name__", str(kind))
+    raise VidcolorError(f"recipe: {key} must be {name}, not {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _relative_to(folder: Path, value: str) -> str:

@@ -57,3 +57,50 @@ def score(reference: np.ndarray, image: np.ndarray) -> ColorScores:
 def mean_scores(scores: list[ColorScores]) -> ColorScores:
     fields = ColorScores.__dataclass_fields__
     return ColorScores(**{f: float(np.mean([getattr(s, f) for s in scores])) for f in fields})
+
+
+# --- temporal consistency -----------------------------------------------------------------
+#
+# Warp error after Lai et al. (2018), "Learning Blind Video Temporal Consistency": frame t+1 is
+# warped onto frame t with the flow of a reference film (from t to t+1), and the squared
+# difference is averaged over the pixels that the forward-backward check and the motion-
+# boundary check keep (``vidcolor.temporal.flow.non_occluded``). The flow comes from the
+# reference, never from the film scored, so a film cannot look steady by moving oddly.
+
+
+def warp_error(first: np.ndarray, second: np.ndarray, flow: np.ndarray, valid: np.ndarray) -> float:
+    """Mean over ``valid`` pixels of |first - warp(second, flow)|^2, summed over channels.
+
+    On RGB in 0..1 this is Lai et al.'s E_warp; on Lab a,b it is the chroma warp error (Lab
+    units squared), which leaves out the luminance's own warp error and so isolates flicker of
+    the colour. NaN where no pixel is valid.
+    """
+    from vidcolor.temporal.flow import warp
+
+    count = int(valid.sum())
+    if count == 0:
+        return float("nan")
+    diff = first - warp(second, flow)
+    squared = diff * diff
+    if squared.ndim == 3:
+        squared = squared.sum(axis=2)
+    return float(squared[valid].sum() / count)
+
+
+def mean_ab_change(first_ab: np.ndarray, second_ab: np.ndarray) -> float:
+    """How far the frame's average colour moved: |mean(a,b) - mean(a,b)'| in Lab units."""
+    return float(np.hypot(*(first_ab.reshape(-1, 2).mean(0) - second_ab.reshape(-1, 2).mean(0))))
+
+
+_QUANTILES = np.linspace(0.01, 0.99, 99)
+
+
+def ab_distribution_shift(first_ab: np.ndarray, second_ab: np.ndarray) -> float:
+    """How far the distribution of colours moved between two frames (Lab units).
+
+    The 1-D Wasserstein distance of the a values plus that of the b values, from their
+    quantiles: 0 when the frames hold the same colours in the same amounts, wherever they are.
+    """
+    q1 = np.quantile(first_ab.reshape(-1, 2), _QUANTILES, axis=0)
+    q2 = np.quantile(second_ab.reshape(-1, 2), _QUANTILES, axis=0)
+    return float(np.abs(q1 - q2).mean(axis=0).sum())

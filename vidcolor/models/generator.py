@@ -1,96 +1,58 @@
-"""The colour generator: one definition used by training, export and inference.
+"""The default generator: a U-Net with an ImageNet EfficientNet-Lite0 encoder.
 
 Input is CIE L (0..100) of shape (N, 1, H, W) with H and W multiples of 32; output is a,b of shape
 (N, 2, H, W) in Lab units. Scaling lives inside the network so every engine (torch, ONNX Runtime,
-TensorRT) sees the same plain tensors.
+TensorRT) sees the same plain tensors. Other architectures live beside it and are all built by
+name through ``vidcolor.models.registry``; module and tensor names here are those of the shipped
+weights, so they stay as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidcolor.models.efficientnet_lite import EfficientNetLite0Encoder
+from vidcolor.models.base import AB_SCALE, Generator, conv_bn_relu
+from vidcolor.models.config import ArchConfig, require, require_ints
+from vidcolor.models.efficientnet_lite import EfficientNetLite0Encoder, lite0_imagenet_state
 
-# a,b of sRGB colours stay within about +-110; the head predicts ab / AB_SCALE.
-AB_SCALE = 110.0
+__all__ = ["AB_SCALE", "SIZE_MULTIPLE", "ColorGenerator", "GeneratorConfig", "UpBlock"]
+
 # Side lengths must be multiples of the encoder's total stride.
 SIZE_MULTIPLE = 32
 
 
-ARCHITECTURES = ("unet-efficientnet-lite0",)
-
-
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
 @dataclass(frozen=True)
-class GeneratorConfig:
-    """What a weights file records about the network that made it.
+class GeneratorConfig(ArchConfig):
+    """What a weights file records about the default network (``unet-efficientnet-lite0``).
 
     Checked when made, so a bad recipe or a foreign weights file fails with one clear message
-    (``ValueError``) before any layer is built.
+    (``ConfigError``, a ``ValueError``) before any layer is built.
     """
 
-    arch: str = "unet-efficientnet-lite0"
+    ARCH = "unet-efficientnet-lite0"
+    arch: str = ARCH
     decoder_channels: tuple[int, ...] = (96, 64, 48, 24)
-    head_channels: int = 16
+    head_channels: int = field(default=16, metadata={"means": "a positive integer"})
 
-    def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            known = ", ".join(ARCHITECTURES)
-            raise ValueError(f"unknown generator architecture {self.arch!r} (known: {known})")
-        channels = self.decoder_channels
-        if not (
-            isinstance(channels, tuple)
-            and len(channels) == 4
-            and all(_positive_int(c) for c in channels)
-        ):
-            raise ValueError(f"decoder_channels must be 4 positive integers, not {channels!r}")
-        if not _positive_int(self.head_channels):
-            raise ValueError(
-                f"head_channels must be a positive integer, not {self.head_channels!r}"
-            )
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: object) -> GeneratorConfig:
-        """Inverse of ``to_dict``; unknown keys are an error, not silently dropped."""
-        if not isinstance(data, dict):
-            raise ValueError(f"generator config must be a mapping, not {type(data).__name__}")
-        unknown = sorted(str(k) for k in data if k not in cls.__dataclass_fields__)
-        if unknown:
-            known = ", ".join(cls.__dataclass_fields__)
-            raise ValueError(
-                f"unknown generator config key(s) {', '.join(unknown)} (known: {known})"
-            )
-        values = dict(data)
-        if isinstance(values.get("decoder_channels"), list):
-            values["decoder_channels"] = tuple(values["decoder_channels"])
-        return cls(**values)
-
-
-def _conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    )
+    def check(self) -> None:
+        require_ints("decoder_channels", self.decoder_channels, range(4, 5))
+        require(
+            self.head_channels > 0,
+            f"head_channels must be a positive integer, not {self.head_channels!r}",
+        )
 
 
 class UpBlock(nn.Module):
-    """Upsample x2, concatenate the encoder skip, then refine."""
+    """Upsample to the skip's size, concatenate the encoder skip, then refine."""
 
     def __init__(self, in_ch: int, skip_ch: int, out_ch: int, convs: int):
         super().__init__()
-        layers = [_conv_bn_relu(in_ch + skip_ch, out_ch)]
-        layers += [_conv_bn_relu(out_ch, out_ch) for _ in range(convs - 1)]
+        layers = [conv_bn_relu(in_ch + skip_ch, out_ch)]
+        layers += [conv_bn_relu(out_ch, out_ch) for _ in range(convs - 1)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -98,12 +60,12 @@ class UpBlock(nn.Module):
         return self.body(torch.cat([x, skip], dim=1))
 
 
-class ColorGenerator(nn.Module):
+class ColorGenerator(Generator):
     """U-Net with an EfficientNet-Lite0 encoder that predicts a,b from L."""
 
     def __init__(self, config: GeneratorConfig | None = None):
         super().__init__()
-        self.config = config or GeneratorConfig()
+        self.config: GeneratorConfig = config or GeneratorConfig()
         self.encoder = EfficientNetLite0Encoder(in_channels=1)
         skips = self.encoder.skip_channels  # strides 2, 4, 8, 16, 32
         dec = self.config.decoder_channels
@@ -128,3 +90,9 @@ class ColorGenerator(nn.Module):
         x = self.up2(x, s2)
         x = self.up1(x, x0)
         return self.head(x) * AB_SCALE
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def load_pretrained(self) -> None:
+        self.encoder.load_imagenet_state_dict(lite0_imagenet_state())

@@ -16,11 +16,13 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from vidcolor.atomic import atomic_output
 from vidcolor.errors import VidcolorError
-from vidcolor.models.generator import ColorGenerator, GeneratorConfig
+from vidcolor.models.base import Generator
+from vidcolor.models.config import ArchConfig, ConfigError
+from vidcolor.models.registry import build_generator, parse_config
 
 
 def save_generator(
-    model: ColorGenerator,
+    model: Generator,
     path: Path,
     info: dict[str, str] | None = None,
     overwrite: bool = True,
@@ -31,7 +33,7 @@ def save_generator(
     """
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"config": json.dumps(model.config.to_dict())}
+    metadata = {"config": json.dumps(model.config_dict())}
     metadata.update(info or {})
     with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
@@ -45,31 +47,39 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
 
 
-def read_config(path: Path) -> GeneratorConfig:
-    """The network a weights file was saved from (the default one when the file names none)."""
+def read_config(path: Path) -> ArchConfig:
+    """The network a weights file was saved from (the default one when the file names none).
+
+    Keys the file lacks take today's defaults: files saved before a key existed still load.
+    """
     text = read_metadata(path).get("config")
-    if text is None:
-        return GeneratorConfig()
     try:
-        data = json.loads(text)
+        data = {} if text is None else json.loads(text)
     except ValueError as exc:
         raise VidcolorError(f"model weights {path}: config is not valid JSON ({exc})") from exc
     try:
-        return GeneratorConfig.from_dict(data)
-    except (TypeError, ValueError) as exc:
+        return parse_config(data)
+    except ConfigError as exc:
         raise VidcolorError(f"model weights {path}: {_one_line(exc)}") from exc
 
 
-def load_generator(path: Path) -> ColorGenerator:
+def load_generator(path: Path) -> Generator:
+    """Any registered generator from its weights file, in eval mode.
+
+    The file's tensors are checked against a shape-only (meta) build first, so a config that
+    names a huge network allocates nothing before it is found not to fit.
+    """
     config = read_config(path)
-    model = ColorGenerator(config)
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as exc:
         raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
-    problem = _mismatch(model.state_dict(), tensors)
+    with torch.device("meta"):
+        shapes = build_generator(config).state_dict()
+    problem = _mismatch(shapes, tensors)
     if problem:
         raise VidcolorError(f"model weights {path} do not fit {config.arch}: {problem}")
+    model = build_generator(config)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:  # e.g. a tensor whose values cannot be copied in

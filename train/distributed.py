@@ -1,0 +1,139 @@
+"""Data-parallel training through Ray Train: ``vidcolor train CONFIG --workers N``.
+
+The same recipe and the same loop as one process (``fit.train``); Ray's ``TorchTrainer`` starts
+N workers (one per GPU, or CPU processes) and joins them in a torch process group. Each worker
+builds the same data stream and takes its own slice of every global batch (``StepBatches``:
+``optim.batch_size`` is split evenly, so a recipe means the same batch whatever N is), the
+generator and discriminator are wrapped in DDP so gradients are averaged, and rank 0 alone
+validates, logs and checkpoints. A cluster started with ``ray start`` is used when
+``RAY_ADDRESS`` names it (the run folder must then lie on storage every node sees); otherwise
+a local Ray starts for the run.
+
+Everything a user can get wrong (recipe, data, a resume that does not fit) is checked here,
+before Ray starts, so it still fails as one line. Differences from one process: batch norm
+sees each worker's slice of the batch, and every worker keeps its own copy of the decoded
+photos in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidcolor.errors import VidcolorError, one_line
+from vidcolor.models.weights import read_metadata
+
+from .checkpoint import load_latest
+from .data import EvalSource, StepBatches, find_source_files
+from .fit import (
+    Dist,
+    RunFolder,
+    TrainResult,
+    _check_resumable,
+    _prepare_run_folder,
+    build_components,
+    train,
+)
+from .recipe import Recipe
+
+
+def absolute(recipe: Recipe) -> Recipe:
+    """The recipe with absolute data paths: Ray's workers need not share our cwd."""
+    data = dataclasses.replace(
+        recipe.data,
+        sources=[dataclasses.replace(s, path=s.path.absolute()) for s in recipe.data.sources],
+    )
+    val = dataclasses.replace(
+        recipe.val, sets=[dataclasses.replace(s, path=s.path.absolute()) for s in recipe.val.sets]
+    )
+    return dataclasses.replace(recipe, data=data, val=val)
+
+
+def _uses_gpu(recipe: Recipe) -> bool:
+    if recipe.device.startswith("cuda"):
+        return True
+    return recipe.device == "auto" and torch.cuda.is_available()
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    """What each Ray worker runs: ``fit.train`` as rank r of N, then a report of the result."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+    device = ray.train.torch.get_device() if config["gpu"] else torch.device("cpu")
+    dist = Dist(context.get_world_rank(), context.get_world_size(), str(device))
+    result = train(
+        config["recipe"],
+        Path(config["run"]),
+        resume=config["resume"],
+        overwrite=config["overwrite"],
+        show_bar=False,
+        dist=dist,
+    )
+    ray.train.report({"step": result.step, "finished": result.finished})  # (every rank)
+
+
+def train_with_ray(
+    recipe: Recipe,
+    run_dir: Path,
+    workers: int,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Run ``recipe`` on ``workers`` Ray Train workers; returns what rank 0 reported."""
+    try:
+        import ray
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+    except ImportError as exc:
+        raise VidcolorError("--workers needs Ray Train: pip install 'ray[train]'") from exc
+    recipe = absolute(recipe)
+    run_dir = Path(run_dir).absolute()
+    # The checks train() makes first, made here so that a mistake is one line, not a Ray trace.
+    StepBatches(recipe.optim.batch_size, 0, 0, rank=0, world=workers)
+    build_components(recipe)
+    for spec in recipe.val.sets:
+        EvalSource(spec.path)
+    for source in recipe.data.sources:
+        find_source_files(source.path)
+    if resume:
+        path, state = load_latest(run_dir / "checkpoints")
+        _check_resumable(recipe, state, path)
+    _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
+    gpu = _uses_gpu(recipe)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "recipe": recipe,
+            "run": str(run_dir),
+            "resume": resume,
+            "overwrite": overwrite,
+            "gpu": gpu,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=workers,
+            use_gpu=gpu,
+            resources_per_worker={"CPU": recipe.threads or 1, **({"GPU": 1} if gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=recipe.name,
+            storage_path=str(run_dir.parent / ".ray"),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    try:
+        trainer.fit()
+    except Exception as exc:  # Ray wraps a worker's error in its own types
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise VidcolorError(f"training failed on a Ray worker: {one_line(lines[-1])}") from exc
+    weights = run_dir / "generator.safetensors"
+    info = read_metadata(weights)  # what rank 0 wrote last
+    return TrainResult(weights, int(info["step"]), info.get("complete") == "yes")

@@ -1,0 +1,117 @@
+"""``vidcolor deflicker IN -o OUT``: steady the colour of a film colourised by any tool.
+
+Thin over ``vidcolor.temporal.deflicker``: the luminance, frames, timestamps, audio and
+subtitles stay as they are; only the colour is smoothed along the motion, and reset at cuts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from vidcolor.cli.colorize import Progress
+from vidcolor.errors import one_line
+from vidcolor.media.encode import CODECS
+from vidcolor.options import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_RENDER_SIZE,
+    DEFAULT_TEMPORAL_STRENGTH,
+    MAX_TEMPORAL_STRENGTH,
+    EncodeSettings,
+    RunOptions,
+)
+
+
+@click.command(
+    "deflicker",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    short_help="Steady the colour of a film colourised by any tool.",
+)
+@click.argument("source", type=click.Path(path_type=Path, readable=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, readable=False),
+    help="Output film.",
+)
+@click.option(
+    "--strength",
+    default=DEFAULT_TEMPORAL_STRENGTH,
+    show_default=True,
+    type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
+    help="How strongly colour is steadied along the motion (0: not at all).",
+)
+@click.option(
+    "--render-size",
+    default=DEFAULT_RENDER_SIZE,
+    show_default=True,
+    type=click.IntRange(64, 2048),
+    help="Short side (px) at which flow is measured and colour smoothed.",
+)
+@click.option(
+    "--codec",
+    default="h264",
+    show_default=True,
+    type=click.Choice(list(CODECS)),
+    help="Video codec: h264 plays in browsers; ffv1 or prores for archival masters.",
+)
+@click.option(
+    "--crf", type=click.IntRange(0, 63), default=None, help="Quality for h264/h265/vp9/av1."
+)
+@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset.")
+@click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest frame (width x height) to decode; bigger ones are refused.",
+)
+@click.option(
+    "--allow-truncated",
+    is_flag=True,
+    help="A film that ends before its header says is kept with a warning, not refused.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def deflicker_command(
+    source: Path,
+    output: Path,
+    strength: float,
+    render_size: int,
+    codec: str,
+    crf: int | None,
+    preset: str,
+    max_pixels: int,
+    allow_truncated: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Steady the colour of SOURCE, a film colourised by any tool, into OUTPUT.
+
+    The film's luminance, frames, timestamps, audio and subtitles are kept; its colour is
+    smoothed along the motion (optical flow), never across occlusions or shot cuts.
+    """
+    from vidcolor.temporal.deflicker import deflicker_video
+
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
+    options = RunOptions(
+        render_size=render_size,
+        encode=EncodeSettings(codec=codec, crf=crf, preset=preset),
+        overwrite=overwrite,
+        max_pixels=max_pixels,
+        allow_truncated=allow_truncated,
+        temporal_strength=strength,
+    )
+    progress = Progress(source.name, quiet)
+    try:
+        result = deflicker_video(
+            source, output, options, on_start=progress.start, on_frame=progress.step
+        )
+    finally:
+        progress.close()
+    if not quiet:
+        click.echo(one_line(result.summary()), err=True)
