@@ -522,3 +522,62 @@ def test_an_unreadable_input_is_one_line(make_image, tmp_path, monkeypatch, caps
     assert exited.value.code == 1
     assert capsys.readouterr().err.splitlines() == [f"vidcolor: error: {still}: permission denied"]
     assert not (tmp_path / "out.png").exists()
+
+
+# --- found by the second round of adversarial testing ---------------------------------------
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_an_empty_name_is_refused(make_image, tmp_path, where):
+    """pathlib reads '' as '.': an empty input used to colourise the whole current folder."""
+    still = make_image("rgb_png")
+    args = ["", "-o", tmp_path / "out"] if where == "input" else [still, still, "-o", ""]
+    run = run_cli(*args, *FAST)
+    assert run.returncode == 2 and "empty name" in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [still.name]
+
+
+def test_a_sighup_ignored_by_nohup_stays_ignored(make_video, tmp_path):
+    source = make_video("film.mp4", frames=300)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ONE_THREAD)
+    out = tmp_path / "c.mp4"
+    proc = subprocess.Popen(
+        ["nohup", sys.executable, "-m", "vidcolor", source, "-o", out, *FAST, "-q"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".*part*")) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert len(film_facts(out).pts) == 300
+
+
+def test_a_locked_folder_is_one_failure(make_image, tmp_path, monkeypatch, capsys):
+    """One unreadable folder given as input: one line, counted once."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode)
+    )
+    handlers = {signum: signal.getsignal(signum) for signum in HANDLED}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli_main([str(locked), str(make_image("rgb_png")), "-o", str(tmp_path / "out"), "-q"])
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    errors = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 1
+    assert errors == [
+        f"vidcolor: error: {locked}: permission denied",
+        "vidcolor: error: 1 of 2 files failed",
+    ]
+    assert (tmp_path / "out" / "rgb_png.png").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 import warnings
@@ -462,3 +463,16 @@ def test_damaged_metadata_leaves_stderr_silent(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[:3] == [f"{bad_icc} (24, 40)", f"{bad_crc} (24, 40)", f"{bad_exif} (40, 24)"]
     assert lines[3].startswith(f"refused: {cut}: not a readable image")
+
+
+def test_png_with_half_its_rows_is_refused(tmp_path):
+    """libpng (inside OpenCV) fills the missing rows with black and reports success."""
+    rows = np.random.default_rng(0).integers(0, 255, (200, 300), np.uint8)
+    raw = b"".join(b"\x00" + rows[i].tobytes() for i in range(100))  # half the rows
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", 300, 200, 8, 0, 0, 0, 0))
+    half = tmp_path / "half.png"
+    half.write_bytes(
+        PNG_SIGNATURE + ihdr + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b"")
+    )
+    with pytest.raises(VidcolorError, match="truncated or corrupt pixel data"):
+        read_image(half)

@@ -187,3 +187,24 @@ def test_audio_with_cover_art_is_not_a_video(tmp_path, name, codec):
     assert str(refused.value) == f"{song}: has no video stream (only cover art)"
     film = write_with_cover(tmp_path / "film-with-cover.mp4", "aac", film=True)
     assert detect_kind(film) is MediaKind.VIDEO
+
+
+def test_multi_page_tiff_is_refused(tmp_path):
+    """Keeping page 1 of a scanned booklet silently is data loss: say so instead."""
+    tiff = tmp_path / "booklet.tif"
+    pages = [Image.new("L", (32, 24), shade) for shade in (40, 200)]
+    pages[0].save(tiff, save_all=True, append_images=pages[1:])
+    with pytest.raises(VidcolorError, match=r"multi-page TIFF \(2 pages\)"):
+        detect_kind(tiff)
+
+
+def test_a_path_that_cannot_be_stat_is_one_line(tmp_path, monkeypatch):
+    """A parent folder without search permission: stat fails with EACCES, not ENOENT."""
+    target = tmp_path / "nox" / "x.png"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "stat", refuse)
+    with pytest.raises(VidcolorError, match="cannot read \\(permission denied\\)"):
+        check_readable(target)

@@ -260,3 +260,20 @@ def test_model_card_describes_the_shipped_recipe():
     assert _number(r"([\d,]+) steps \(", card) == recipe.budget.max_steps
     assert _number(r"at render (\d+)\)", card) == recipe.val.size
     assert _number(r"first (\d+) validation photos", card) == recipe.val.sets[0].images
+
+
+def test_weights_holding_nan_are_refused(tmp_path):
+    """A damaged file whose tensors decode to NaN would whiten every picture silently."""
+    from safetensors.torch import load_file
+    from safetensors.torch import save_file as save_tensors
+
+    from vidcolor.models.shipped import default_weights
+    from vidcolor.models.weights import load_generator, read_metadata
+
+    tensors = load_file(str(default_weights()))
+    name = next(k for k, t in tensors.items() if t.is_floating_point())
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    damaged = tmp_path / "nan.safetensors"
+    save_tensors(tensors, str(damaged), metadata=read_metadata(default_weights()))
+    with pytest.raises(VidcolorError, match="NaN or infinite"):
+        load_generator(damaged)

@@ -1,3 +1,3 @@
-from vidcolor.cli import main
+from vidcolor.entry import main
 
 main()

@@ -46,8 +46,9 @@ def plan_jobs(inputs: Sequence[Path], output: Path) -> Plan:
             plan.failures.append(str(exc))
             continue
         if path.is_dir():
+            failed_before = len(plan.failures)
             found = list(walk_folder(path, output, plan.failures))
-            if not found:
+            if not found and len(plan.failures) == failed_before:
                 plan.failures.append(f"{path}: folder holds no images or videos")
             plan.jobs.extend(found)
         else:

@@ -31,14 +31,20 @@ class Interrupted(BaseException):
 
 
 def install_interrupt_handlers() -> None:
-    """Call from the main thread before any work starts (model loading included)."""
+    """Call from the main thread before any work starts (model loading included).
+
+    A signal ignored when we start stays ignored: ``nohup`` ignores SIGHUP, and a shell runs
+    background jobs of a script with SIGINT ignored.
+    """
     for signum in HANDLED:
-        signal.signal(signum, _first_signal)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _first_signal)
 
 
 def _first_signal(signum: int, frame: FrameType | None) -> None:
     for other in HANDLED:
-        signal.signal(other, _later_signal)
+        if signal.getsignal(other) is not signal.SIG_IGN:
+            signal.signal(other, _later_signal)
     raise Interrupted(signum)
 
 

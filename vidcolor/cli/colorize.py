@@ -26,6 +26,25 @@ from vidcolor.options import (
 )
 
 
+class NonEmptyPath(click.ParamType):
+    """A path; an empty string (which pathlib reads as ".", the current folder) is refused."""
+
+    name = "path"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path:
+        if isinstance(value, Path):
+            return value
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if text == "":
+            self.fail("an empty name is not a file or folder", param, ctx)
+        return Path(text)
+
+
+NON_EMPTY_PATH = NonEmptyPath()
+
+
 class Progress:
     """A tqdm bar on terminals (frames, fps, ETA); silent when piped or --quiet."""
 
@@ -58,12 +77,12 @@ class Progress:
     context_settings={"help_option_names": ["-h", "--help"]},
     short_help="Colourise films, photos and folders (the default command).",
 )
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("inputs", nargs=-1, required=True, type=NON_EMPTY_PATH)
 @click.option(
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path, readable=False),
+    type=NON_EMPTY_PATH,
     help="Output file, or folder when INPUT is a folder or several files.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

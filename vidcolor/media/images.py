@@ -14,6 +14,7 @@ import os
 import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from vidcolor.options import DEFAULT_MAX_PIXELS
 
 # OpenCV's decoders warn on stderr about damaged input that they still read (e.g. an
 # incomplete PNG buffer); vidcolor reports problems itself, as one line.
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # failures are ours to say
 
 # EXIF orientation -> operations that make the stored pixels upright.
 _ORIENTATION_FIXES = {
@@ -158,6 +159,55 @@ def _png_for_opencv(data: bytes) -> bytes:
     return b"".join(kept)
 
 
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_ADAM7 = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+
+
+def _png_pixel_bytes_missing(data: bytes) -> bool:
+    """True when a PNG's compressed pixels hold fewer rows than its header declares.
+
+    libpng, inside OpenCV, fills missing rows with black, prints "libpng error: Not enough
+    image data" on stderr and reports success; counting the inflated bytes catches it.
+    """
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+        return False
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlaced = data[24], data[25], data[28]
+    bits = _PNG_CHANNELS.get(colour, 4) * depth
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-max(width - x0, 0) // dx), -(-max(height - y0, 0) // dy)
+        if columns and rows:
+            expected += rows * (1 + -(-columns * bits // 8))
+    inflater = zlib.decompressobj()
+    inflated = 0
+    at = len(_PNG_SIGNATURE)
+    try:
+        while at + 8 <= len(data):
+            length = int.from_bytes(data[at : at + 4], "big")
+            kind = data[at + 4 : at + 8]
+            if kind == b"IDAT":
+                pending = data[at + 8 : at + 8 + length]
+                while pending and inflated < expected:
+                    inflated += len(inflater.decompress(pending, 1 << 20))
+                    pending = inflater.unconsumed_tail
+            if kind == b"IEND" or inflated >= expected:
+                break
+            at += 12 + length
+    except zlib.error:
+        return True
+    return inflated < expected
+
+
 def _png_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from a PNG's IHDR, for PNGs Pillow refuses to open (e.g. a bad CRC)."""
     if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 24:
@@ -172,6 +222,10 @@ def _opencv_pixels(path: Path, max_pixels: int) -> np.ndarray | None:
     size = _png_size(data)
     if size is not None:
         check_pixel_count(path, *size, max_pixels)
+        if _png_pixel_bytes_missing(data):
+            raise VidcolorError(
+                f"{one_line(str(path))}: not a readable image (truncated or corrupt pixel data)"
+            )
     try:
         pixels = cv2.imdecode(np.frombuffer(_png_for_opencv(data), np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:

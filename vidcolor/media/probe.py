@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from pathlib import Path
 
 import av
@@ -54,36 +55,55 @@ class MediaKind(enum.Enum):
 
 
 def check_readable(path: Path) -> None:
-    """Fail with one clear line on missing, empty, or unreadable paths."""
+    """Fail with one clear line on missing, empty, or unreadable paths.
+
+    The file is really opened: permission bits are not the whole story (a parent folder
+    without search permission, ACLs, root-squashed network mounts).
+    """
     name = one_line(str(path))
-    if not path.exists():
-        raise VidcolorError(f"{name}: no such file or folder")
-    if path.is_dir():
+    if str(path) == "":
+        raise VidcolorError("'': an empty name is not a file or folder")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise VidcolorError(f"{name}: no such file or folder") from None
+    except OSError as exc:
+        raise VidcolorError(f"{name}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
+    if stat.S_ISDIR(info.st_mode):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise VidcolorError(f"{name}: permission denied")
         return
-    if not path.is_file():
+    if not stat.S_ISREG(info.st_mode):
         raise VidcolorError(f"{name}: not a regular file")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise VidcolorError(f"{name}: file is empty")
     if not os.access(path, os.R_OK):
         raise VidcolorError(f"{name}: permission denied")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise VidcolorError(f"{name}: cannot read ({(exc.strerror or str(exc)).lower()})") from None
 
 
-# Pillow formats whose extra frames are an animation (MPO and TIFF hold other pictures or pages).
+# Pillow formats whose extra frames are an animation, or (TIFF) further pages of a scan; an MPO's
+# extra frames are a camera's preview pictures of the same shot.
 _ANIMATED_FORMATS = {"GIF", "PNG", "WEBP", "FLI", "AVIF"}
+_PAGED_FORMATS = {"TIFF"}
 
 
-def _image_frames(path: Path) -> int | None:
-    """Frames of an animation (1 for a still); None when Pillow does not know the content."""
+def _image_frames(path: Path) -> tuple[str, int] | None:
+    """(format, frames or pages that would be lost); None when Pillow does not know it."""
     try:
         with open_pillow(path) as image:
             if image.format is None:
                 return None
-            if image.format not in _ANIMATED_FORMATS:
-                return 1
+            if image.format not in _ANIMATED_FORMATS | _PAGED_FORMATS:
+                return image.format, 1
             try:
-                return max(1, int(getattr(image, "n_frames", 1)))
+                return image.format, max(1, int(getattr(image, "n_frames", 1)))
             except (OSError, ValueError, SyntaxError, EOFError):
-                return 1  # damaged after the first frame: reading it will tell
+                return image.format, 1  # damaged after the first frame: reading it will tell
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -112,8 +132,14 @@ def detect_kind(path: Path) -> MediaKind:
     name = one_line(str(path))
     if path.is_dir():
         raise VidcolorError(f"{name}: is a folder")
-    frames = _image_frames(path)
-    if frames is not None:
+    found = _image_frames(path)
+    if found is not None:
+        image_format, frames = found
+        if frames > 1 and image_format in _PAGED_FORMATS:
+            raise VidcolorError(
+                f"{name}: multi-page TIFF ({frames} pages); vidcolor colourises single "
+                "pictures: split the pages first"
+            )
         if frames > 1:
             raise VidcolorError(
                 f"{name}: animated image ({frames} frames); vidcolor colourises stills and "

@@ -79,6 +79,14 @@ def load_generator(path: Path) -> Generator:
     problem = _mismatch(shapes, tensors)
     if problem:
         raise VidcolorError(f"model weights {path} do not fit {config.arch}: {problem}")
+    broken = sorted(
+        k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()
+    )
+    if broken:  # NaN or infinite weights would turn every picture white or black, silently
+        raise VidcolorError(
+            f"model weights {path} are damaged: {len(broken)} tensor(s) hold NaN or infinite "
+            f"values (e.g. {broken[0]})"
+        )
     model = build_generator(config)
     try:
         model.load_state_dict(tensors)
