@@ -563,3 +563,13 @@ def test_joined_transport_streams_are_encoded(sample_films, tmp_path, source, su
     facts = film_facts(out)
     assert len(facts.pts) == 24 and increasing(facts.pts)
     assert len(packets_of(out, "audio")) == 2 * len(packets_of(single, "audio"))
+
+
+@pytest.mark.parametrize("codec, suffix", [("vp9", ".webm"), ("h265", ".mp4"), ("av1", ".mkv")])
+def test_ten_bit_source_into_every_lossy_codec(sample_films, tmp_path, codec, suffix):
+    """This FFmpeg's libvpx has no 10-bit formats: vp9 falls back to 8 bits, not to an error."""
+    out = tmp_path / f"tenbit{suffix}"
+    copy_film(sample_films["tenbit"], out, codec=codec)
+    facts = film_facts(out)
+    assert len(facts.pts) == 12
+    assert facts.pix_fmt in ("yuv420p", "yuv420p10le")

@@ -41,3 +41,14 @@ def test_mean_scores_averages_fields(photo):
     b = metrics.score(photo, np.clip(photo - 0.1, 0, 1))
     mean = metrics.mean_scores([a, b])
     assert mean.ssim == pytest.approx((a.ssim + b.ssim) / 2)
+
+
+def test_tiny_pictures_score_without_crashing():
+    """scikit-image's default 7x7 SSIM window does not fit a 5x5 or a 1x1 photo."""
+    rng = np.random.default_rng(1)
+    small = rng.random((5, 5, 3)).astype(np.float32)
+    assert 0 < metrics.score(small, small * 0.9).ssim <= 1
+    dot = rng.random((1, 1, 3)).astype(np.float32)
+    assert np.isnan(metrics.score(dot, dot).ssim)
+    tiny = [metrics.score(small, small), metrics.score(dot, dot)]
+    assert not np.isnan(metrics.mean_scores(tiny).ssim)

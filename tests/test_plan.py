@@ -80,3 +80,15 @@ def test_missing_input_among_several_is_a_counted_failure(tmp_path):
 def test_missing_single_input_is_an_error(tmp_path):
     with pytest.raises(VidcolorError, match="no such file"):
         plan_jobs([tmp_path / "missing.mp4"], tmp_path / "out.mp4")
+
+
+def test_a_film_whose_container_cannot_hold_the_codec_becomes_mkv(tmp_path):
+    films = tmp_path / "films"
+    touch(films / "a.webm")
+    touch(films / "b.mov")
+    plan = plan_jobs([films], tmp_path / "out", codec="h264")
+    assert [t.name for _, t in plan.jobs] == ["a.mkv", "b.mov"]
+    assert [t.name for _, t in plan_jobs([films], tmp_path / "o", codec="vp9").jobs] == [
+        "a.webm",
+        "b.mov",
+    ]

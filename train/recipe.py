@@ -198,7 +198,8 @@ class Recipe:
             "data.short_side": data.short_side >= 1,
             "data.max_memory_mb": data.max_memory_mb >= 1,
             "data.min_chroma": data.min_chroma >= 0,
-            "data.crop": data.crop >= SIZE_MULTIPLE and data.crop % SIZE_MULTIPLE == 0,
+            "data.crop": SIZE_MULTIPLE <= data.crop <= data.short_side
+            and data.crop % SIZE_MULTIPLE == 0,
             "data.min_scale": 0 < data.min_scale <= data.max_scale,
             "data.max_scale": data.max_scale <= 1,
             "data.epoch_size": data.epoch_size is None or data.epoch_size >= 1,
@@ -286,6 +287,8 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise VidcolorError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise VidcolorError(f"recipe {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise VidcolorError(
             f"recipe {path} is not valid YAML: {' '.join(str(exc).split())}"

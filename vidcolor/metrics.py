@@ -18,7 +18,13 @@ def psnr(reference: np.ndarray, image: np.ndarray) -> float:
 
 
 def ssim(reference: np.ndarray, image: np.ndarray) -> float:
-    return float(structural_similarity(reference, image, channel_axis=2, data_range=1.0))
+    side = min(reference.shape[:2])
+    if side < 3:
+        return float("nan")  # no window fits: SSIM is undefined for a picture this small
+    window = min(7, side if side % 2 else side - 1)  # scikit-image's default, or what fits
+    return float(
+        structural_similarity(reference, image, channel_axis=2, data_range=1.0, win_size=window)
+    )
 
 
 def colorfulness(image: np.ndarray) -> float:
@@ -56,7 +62,8 @@ def score(reference: np.ndarray, image: np.ndarray) -> ColorScores:
 
 def mean_scores(scores: list[ColorScores]) -> ColorScores:
     fields = ColorScores.__dataclass_fields__
-    return ColorScores(**{f: float(np.mean([getattr(s, f) for s in scores])) for f in fields})
+    # nanmean: SSIM is undefined (NaN) for pictures under 3 pixels on a side
+    return ColorScores(**{f: float(np.nanmean([getattr(s, f) for s in scores])) for f in fields})
 
 
 # --- temporal consistency -----------------------------------------------------------------

@@ -7,6 +7,7 @@ the job before it starts, since one would silently replace the other.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.media.probe import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_readable
 
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,8 +27,12 @@ class Plan:
     many: bool = False  # OUTPUT is a folder
 
 
-def plan_jobs(inputs: Sequence[Path], output: Path) -> Plan:
-    """Expand inputs; a single file maps to OUTPUT itself, anything else into folder OUTPUT."""
+def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None = None) -> Plan:
+    """Expand inputs; a single file maps to OUTPUT itself, anything else into folder OUTPUT.
+
+    In a folder job each output keeps its input's name; a film whose container cannot hold
+    ``codec`` (an ``.webm`` source into H.264) is written as ``.mkv`` instead, with a warning.
+    """
     if not inputs:
         raise VidcolorError("no input given")
     if len(inputs) == 1:
@@ -53,8 +59,21 @@ def plan_jobs(inputs: Sequence[Path], output: Path) -> Plan:
             plan.jobs.extend(found)
         else:
             plan.jobs.append((path, output / path.name))
+    if codec is not None:
+        plan.jobs = [(source, _holding(target, codec)) for source, target in plan.jobs]
     _refuse_clashes(plan.jobs)
     return plan
+
+
+def _holding(target: Path, codec: str) -> Path:
+    from vidcolor.media.encode import container_holds
+
+    suffix = target.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES or container_holds(suffix, codec):
+        return target
+    fixed = target.with_suffix(".mkv")
+    log.warning("%s: a %s file cannot hold %s video: writing %s", target, suffix, codec, fixed)
+    return fixed
 
 
 def walk_folder(source: Path, output: Path, failures: list[str]) -> list[tuple[Path, Path]]:

@@ -185,7 +185,7 @@ def colorize_command(
         temporal=not no_temporal,
         temporal_strength=temporal_strength,
     )
-    plan = plan_jobs(inputs, output)
+    plan = plan_jobs(inputs, output, codec)
     engine = load_engine(weights, device)
     failures = len(plan.failures)
     for message in plan.failures:

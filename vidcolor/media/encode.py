@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -152,9 +154,26 @@ def codec_profile(settings: EncodeSettings) -> CodecProfile:
 def choose_pix_fmt(profile: CodecProfile, info: VideoInfo) -> str:
     """The encoder's pixel format for this source (odd sides: see ``encoded_size``)."""
     fmt = profile.pix_fmt_high if info.bit_depth > 8 else profile.pix_fmt
+    if fmt != profile.pix_fmt and fmt not in _encoder_formats(profile.encoder):
+        # e.g. a libvpx built without high bit depth: 8 bits rather than no film at all
+        log.warning(
+            "%s in this FFmpeg build has no %s: encoding %d-bit source as %s",
+            profile.encoder,
+            fmt,
+            info.bit_depth,
+            profile.pix_fmt,
+        )
+        fmt = profile.pix_fmt
     if encoded_size(fmt, info.width, info.height) != (info.width, info.height):
         return profile.pix_fmt_odd or fmt
     return fmt
+
+
+def _encoder_formats(encoder: str) -> set[str]:
+    try:
+        return {f.name for f in av.codec.Codec(encoder, "w").video_formats or ()}
+    except (av.FFmpegError, ValueError):
+        return set()
 
 
 def encoded_size(pix_fmt: str, width: int, height: int) -> tuple[int, int]:
@@ -492,6 +511,34 @@ def _rescale(value: int, source: Fraction, target: Fraction) -> int:
     exact = value * source / target
     rounded = math.floor(abs(exact) + Fraction(1, 2))
     return rounded if exact >= 0 else -rounded
+
+
+@functools.lru_cache(maxsize=64)
+def container_holds(suffix: str, codec: str) -> bool:
+    """Whether a file named ``*suffix`` can hold ``codec`` (a key of CODECS) video.
+
+    Lets a folder job keep each film's extension where it can (``.mov`` stays ``.mov``) and
+    pick another where it cannot (an ``.webm`` source into H.264).
+    """
+    profile = CODECS.get(codec)
+    if profile is None:
+        return False
+    with tempfile.TemporaryDirectory(prefix="vidcolor-probe-") as folder:
+        path = Path(folder) / f"probe{suffix.lower()}"
+        try:
+            container = av.open(str(path), "w", format=_format_for(path))
+        except (av.FFmpegError, ValueError, OSError):
+            return False
+        try:
+            names = {av.Codec(profile.encoder, "w").canonical_name, profile.encoder}
+            table = _FORMAT_CODECS.get(container.format.name)
+            if table is not None:
+                return bool(names & table)
+            supported = container.supported_codecs
+            return not supported or bool(names & set(supported))
+        finally:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
 
 
 def _format_for(path: Path) -> str | None:
