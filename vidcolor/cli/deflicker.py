@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from vidcolor.cli.colorize import Progress
+from vidcolor.cli.colorize import NON_EMPTY_PATH, Progress
 from vidcolor.errors import one_line
 from vidcolor.media.encode import CODECS
 from vidcolor.options import (
@@ -29,12 +29,12 @@ from vidcolor.options import (
     context_settings={"help_option_names": ["-h", "--help"]},
     short_help="Steady the colour of a film colourised by any tool.",
 )
-@click.argument("source", type=click.Path(path_type=Path, readable=False))
+@click.argument("source", type=NON_EMPTY_PATH)
 @click.option(
     "-o",
     "--output",
     required=True,
-    type=click.Path(path_type=Path, readable=False),
+    type=NON_EMPTY_PATH,
     help="Output film.",
 )
 @click.option(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from vidcolor.cli.colorize import NON_EMPTY_PATH
 from vidcolor.errors import one_line
 from vidcolor.options import DEFAULT_MAX_PIXELS
 
@@ -28,8 +29,8 @@ def _number(value: float | None, digits: int) -> str:
     context_settings={"help_option_names": ["-h", "--help"]},
     short_help="Temporal consistency of films: warp error, colour flicker.",
 )
-@click.argument("reference", type=click.Path(path_type=Path, readable=False))
-@click.argument("videos", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("reference", type=NON_EMPTY_PATH)
+@click.argument("videos", nargs=-1, required=True, type=NON_EMPTY_PATH)
 @click.option(
     "--size",
     type=click.IntRange(min=16),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidcolor.engines.base import Engine
-from vidcolor.errors import VidcolorError
+from vidcolor.errors import VidcolorError, one_line
 from vidcolor.models.shipped import default_weights
 
 BACKENDS = ("torch",)
@@ -17,7 +17,13 @@ def load_engine(
     """Build the backend named ``backend`` for the given (default: shipped) weights."""
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
-        raise VidcolorError(f"model weights not found: {path}")
+        raise VidcolorError(f"model weights not found: {one_line(str(path))}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:  # e.g. no read permission: say so, not "no such file"
+        reason = (exc.strerror or str(exc)).lower()
+        raise VidcolorError(f"cannot read model weights {one_line(str(path))} ({reason})") from None
     if backend == "torch":
         from vidcolor.engines.torch_engine import TorchEngine
 
