@@ -219,11 +219,20 @@ def test_sixteen_bit_into_jpeg_is_eight_bit(engine, make_image, tmp_path):
     assert pixels.dtype == np.uint8 and pixels.shape == (48, 80, 3)
 
 
-def test_colorize_array(engine):
-    grey = np.tile(np.linspace(0, 255, 96).astype(np.uint8), (64, 1))
+def test_colorize_array_adds_colour_and_keeps_the_luminance(engine):
+    """The promise: colour is predicted, lightness is the source's own, pixel for pixel."""
+    from vidcolor.color import luminance
+
+    grey = np.tile(np.linspace(20, 235, 96).astype(np.uint8), (64, 1))
+    grey[20:40, 30:60] = 200  # some structure for the model to see
     rgb = vidcolor.colorize_array(grey, engine, render_size=64)
     assert rgb.shape == (64, 96, 3) and rgb.dtype == np.float32
     assert rgb.min() >= 0.0 and rgb.max() <= 1.0
+    assert mean_chroma(rgb) > 2  # coloured, not grey
+    in_gamut = (rgb > 0.01).all(axis=2) & (rgb < 0.99).all(axis=2)  # clipping changes L
+    source_l, output_l = luminance(grey), luminance(rgb)
+    assert in_gamut.mean() > 0.5
+    assert np.abs(source_l - output_l)[in_gamut].max() < 0.5  # L units, of 100
 
 
 # --- the real film --------------------------------------------------------------------------
