@@ -11,65 +11,17 @@ import os
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
+from vidcolor.cli.common import NON_EMPTY_PATH, Progress, film_output_options
 from vidcolor.errors import VidcolorError, one_line
-from vidcolor.media.encode import CODECS
 from vidcolor.options import (
     DEFAULT_BATCH,
-    DEFAULT_MAX_PIXELS,
     DEFAULT_RENDER_SIZE,
     DEFAULT_TEMPORAL_STRENGTH,
     MAX_TEMPORAL_STRENGTH,
     EncodeSettings,
     RunOptions,
 )
-
-
-class NonEmptyPath(click.ParamType):
-    """A path; an empty string (which pathlib reads as ".", the current folder) is refused."""
-
-    name = "path"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Path:
-        if isinstance(value, Path):
-            return value
-        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
-        if text == "":
-            self.fail("an empty name is not a file or folder", param, ctx)
-        return Path(text)
-
-
-NON_EMPTY_PATH = NonEmptyPath()
-
-
-class Progress:
-    """A tqdm bar on terminals (frames, fps, ETA); silent when piped or --quiet."""
-
-    def __init__(self, label: str, quiet: bool):
-        self.label = one_line(label)
-        self.disable = True if quiet else None  # None: tqdm shows a bar only on a TTY
-        self.bar: tqdm | None = None
-
-    def start(self, total: int) -> None:
-        self.bar = tqdm(
-            total=total or None,
-            desc=self.label,
-            unit="frame",
-            disable=self.disable,
-            dynamic_ncols=True,
-            leave=False,
-        )
-
-    def step(self) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @click.command(
@@ -94,20 +46,6 @@ class Progress:
     help="Short side (px) at which colour is predicted; luminance stays full size.",
 )
 @click.option(
-    "--codec",
-    default="h264",
-    show_default=True,
-    type=click.Choice(list(CODECS)),
-    help="Video codec: h264 plays in browsers; ffv1 or prores for archival masters.",
-)
-@click.option(
-    "--crf",
-    type=click.IntRange(0, 63),
-    default=None,
-    help="Quality for h264/h265/vp9/av1 (lower is better; h264 default 18).",
-)
-@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset.")
-@click.option(
     "--batch-size",
     default=DEFAULT_BATCH,
     show_default=True,
@@ -122,18 +60,6 @@ class Progress:
     help="Generator weights (.safetensors); default: the shipped model.",
 )
 @click.option(
-    "--max-pixels",
-    default=DEFAULT_MAX_PIXELS,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Largest still or frame (width x height) to decode; bigger ones are refused.",
-)
-@click.option(
-    "--allow-truncated",
-    is_flag=True,
-    help="A film that ends before its header says is kept with a warning, not refused.",
-)
-@click.option(
     "--no-temporal",
     "no_temporal",
     is_flag=True,
@@ -146,8 +72,7 @@ class Progress:
     type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
     help="How strongly colour is steadied along the motion (0: not at all; 2: twice the weight).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@film_output_options
 def colorize_command(
     inputs: tuple[Path, ...],
     output: Path,

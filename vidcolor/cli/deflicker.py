@@ -11,11 +11,9 @@ from pathlib import Path
 
 import click
 
-from vidcolor.cli.colorize import NON_EMPTY_PATH, Progress
+from vidcolor.cli.common import NON_EMPTY_PATH, Progress, film_output_options
 from vidcolor.errors import one_line
-from vidcolor.media.encode import CODECS
 from vidcolor.options import (
-    DEFAULT_MAX_PIXELS,
     DEFAULT_RENDER_SIZE,
     DEFAULT_TEMPORAL_STRENGTH,
     MAX_TEMPORAL_STRENGTH,
@@ -51,31 +49,7 @@ from vidcolor.options import (
     type=click.IntRange(64, 2048),
     help="Short side (px) at which flow is measured and colour smoothed.",
 )
-@click.option(
-    "--codec",
-    default="h264",
-    show_default=True,
-    type=click.Choice(list(CODECS)),
-    help="Video codec: h264 plays in browsers; ffv1 or prores for archival masters.",
-)
-@click.option(
-    "--crf", type=click.IntRange(0, 63), default=None, help="Quality for h264/h265/vp9/av1."
-)
-@click.option("--preset", default="medium", show_default=True, help="x264/x265 speed preset.")
-@click.option(
-    "--max-pixels",
-    default=DEFAULT_MAX_PIXELS,
-    show_default=True,
-    type=click.IntRange(1),
-    help="Largest frame (width x height) to decode; bigger ones are refused.",
-)
-@click.option(
-    "--allow-truncated",
-    is_flag=True,
-    help="A film that ends before its header says is kept with a warning, not refused.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@film_output_options
 def deflicker_command(
     source: Path,
     output: Path,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from vidcolor.cli.colorize import NON_EMPTY_PATH
+from vidcolor.cli.common import NON_EMPTY_PATH
 from vidcolor.errors import one_line
 from vidcolor.options import DEFAULT_MAX_PIXELS
 

@@ -1,0 +1,106 @@
+"""What several commands share: path arguments, a progress bar, and the output options of a film.
+
+The colourise and deflicker commands both write films: one definition of the codec, quality
+and safety options keeps their flags, defaults and help the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+from tqdm import tqdm
+
+from vidcolor.errors import one_line
+from vidcolor.media.encode import CODECS
+from vidcolor.options import DEFAULT_MAX_PIXELS
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class NonEmptyPath(click.ParamType):
+    """A path; an empty string (which pathlib reads as ".", the current folder) is refused."""
+
+    name = "path"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Path:
+        if isinstance(value, Path):
+            return value
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if text == "":
+            self.fail("an empty name is not a file or folder", param, ctx)
+        return Path(text)
+
+
+NON_EMPTY_PATH = NonEmptyPath()
+
+
+class Progress:
+    """A tqdm bar on terminals (frames, fps, ETA); silent when piped or --quiet."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label = one_line(label)
+        self.disable = True if quiet else None  # None: tqdm shows a bar only on a TTY
+        self.bar: tqdm | None = None
+
+    def start(self, total: int) -> None:
+        self.bar = tqdm(
+            total=total or None,
+            desc=self.label,
+            unit="frame",
+            disable=self.disable,
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def film_output_options(command: F) -> F:
+    """--codec, --crf, --preset, --max-pixels, --allow-truncated, --overwrite and -q."""
+    options = [
+        click.option(
+            "--codec",
+            default="h264",
+            show_default=True,
+            type=click.Choice(list(CODECS)),
+            help="Video codec: h264 plays in browsers; ffv1 or prores for archival masters.",
+        ),
+        click.option(
+            "--crf",
+            type=click.IntRange(0, 63),
+            default=None,
+            help="Quality for h264/h265 (0-51) and vp9/av1 (0-63); lower is better (h264: 18).",
+        ),
+        click.option(
+            "--preset", default="medium", show_default=True, help="x264/x265 speed preset."
+        ),
+        click.option(
+            "--max-pixels",
+            default=DEFAULT_MAX_PIXELS,
+            show_default=True,
+            type=click.IntRange(1),
+            help="Largest still or frame (width x height) to decode; bigger ones are refused.",
+        ),
+        click.option(
+            "--allow-truncated",
+            is_flag=True,
+            help="A film that ends before its header says is kept with a warning, not refused.",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace existing output files."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
