@@ -4,6 +4,7 @@ run as a user would (a subprocess), on small generated films."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import FAST_RENDER, film_facts, leftovers, packets_of, run_cli
@@ -144,3 +145,23 @@ def test_colorize_takes_the_temporal_options(sample_films, tmp_path):
     assert film_facts(tmp_path / "strong.mp4").pts == film_facts(film).pts
     bad = run_cli(film, "-o", tmp_path / "bad.mp4", "--temporal-strength", "-1")
     assert bad.returncode == 2 and "--temporal-strength" in bad.stderr
+
+
+def test_eval_video_of_identical_colour_films_is_strict_json(make_colour_video):
+    """Identical films have infinite PSNR: JSON has no Infinity, and no warning may leak."""
+    film = make_colour_video("film.mp4", frames=8, flicker=0.0)
+    run = run_cli("eval-video", film, film, "--json")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    report = json.loads(run.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert report["videos"][0]["psnr"] is None
+
+
+def test_eval_video_refuses_a_fifo_and_a_still_in_one_line(make_colour_video, make_image, tmp_path):
+    film = make_colour_video("film.mp4", frames=8, flicker=0.0)
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for other, message in [(fifo, "not a regular file"), (make_image("rgb_png"), "is an image")]:
+        run = run_cli("eval-video", film, other, timeout=60)
+        assert run.returncode == 1
+        assert message in one_error_line(run.stderr)

@@ -90,10 +90,17 @@ def main(args: list[str] | None = None) -> Any:
         fail(str(exc))
     except Interrupted as exc:
         argv = sys.argv[1:] if args is None else args
-        kept = (
-            "the last checkpoint is kept" if argv[:1] == ["train"] else "no partial output was kept"
-        )
-        fail(f"interrupted by {exc.name}; {kept}", exc.exit_status)
+        kept = {
+            "train": "; the last checkpoint is kept",
+            "eval": "",
+            "eval-video": "",
+        }.get(argv[0] if argv else "", "; no partial output was kept")
+        # Cleanup is done: leave now, without the interpreter's shutdown, during which a
+        # further Ctrl-C would meet the default handler and kill the process by signal.
+        click.echo(f"vidcolor: error: interrupted by {exc.name}{kept}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(exc.exit_status)
     except click.exceptions.Abort:
         fail("aborted", 130)
     except click.ClickException as exc:

@@ -72,7 +72,13 @@ def eval_video_command(
     """
     from tqdm import tqdm
 
+    from vidcolor.errors import VidcolorError
+    from vidcolor.media.probe import MediaKind, detect_kind
     from vidcolor.temporal.evaluate import evaluate_videos
+
+    for film in (reference, *videos):  # FIFOs, empty files and stills: one clear line first
+        if detect_kind(film) is not MediaKind.VIDEO:
+            raise VidcolorError(f"{one_line(str(film))}: is an image; eval-video compares films")
 
     with tqdm(
         desc=one_line(reference.name),
@@ -98,7 +104,7 @@ def eval_video_command(
             "size": list(evaluation.size),
             "flow": f"DIS {flow_preset}",
         }
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(_finite(report), indent=2, allow_nan=False))
         return
     ref = evaluation.reference
     width, height = evaluation.size
@@ -132,3 +138,14 @@ def eval_video_command(
         if evaluation.colour_reference:
             row += f" {_number(scores.psnr, 2)} | {_number(scores.ciede2000, 2)} |"
         click.echo(row)
+
+
+def _finite(value: object) -> object:
+    """JSON has no Infinity or NaN (identical films have infinite PSNR): they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -220,7 +220,7 @@ class VideoReader:
         if self.allow_truncated:
             log.warning("%s; colourising the frames that are there", message)
             return
-        raise VidcolorError(f"{message} (--allow-truncated colourises the frames that are there)")
+        raise VidcolorError(f"{message} (--allow-truncated accepts the frames that are there)")
 
     def close(self) -> None:
         self.container.close()
