@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from e2e_cpu import cpu_name  # a sibling script: benchmarks/ is sys.path[0] when run
 
 ROOT = Path(__file__).resolve().parents[1]
 FOOTAGE = ROOT.parent / "shared" / "footage"
@@ -38,16 +38,6 @@ BIKE = FOOTAGE / "davis-bike-packing.mp4"
 GOAT_GREY = FOOTAGE / "davis-goat-grey.mp4"
 GOAT_FLICKER = FOOTAGE / "davis-goat-perframe-colorized.mp4"
 FILM = FOOTAGE / "bw-film-a-bomb-blast-effects.mp4"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def rgb_frames(path: Path, indices: set[int]) -> dict[int, np.ndarray]:

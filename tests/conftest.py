@@ -26,7 +26,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FOOTAGE = REPO / ".." / "shared" / "footage"
-BOMB_FILM = "bw-film-a-bomb-blast-effects.mp4"
+SAMPLE_FILM = "a-bomb-blast-effects.mp4"  # in samples/; shared/footage/bw-film-... is the same
 FAST_RENDER = 64
 
 # --- synthetic pictures ---------------------------------------------------------------------

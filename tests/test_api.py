@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import (
-    BOMB_FILM,
     FAST_RENDER,
     IMAGE_KINDS,
     ONE_THREAD,
     REPO,
+    SAMPLE_FILM,
     film_facts,
     leftovers,
     mean_chroma,
@@ -239,10 +239,9 @@ def test_colorize_array_adds_colour_and_keeps_the_luminance(engine):
 
 
 @pytest.mark.slow
-def test_shared_film(engine, shared_footage, tmp_path):
-    source = shared_footage / BOMB_FILM
-    if not source.is_file():
-        pytest.skip(f"{source} is missing")
+def test_sample_film(engine, tmp_path):
+    """The public-domain film that ships in samples/ (the same as shared/footage's)."""
+    source = REPO / "samples" / SAMPLE_FILM
     out = tmp_path / "bomb.mp4"
     options = RunOptions(render_size=128, batch_size=16, encode=EncodeSettings(preset="ultrafast"))
     result = vidcolor.colorize_video(source, out, options, engine=engine)

@@ -55,7 +55,7 @@ from vidcolor.options import (
 @click.option(
     "--model",
     "weights",
-    type=click.Path(path_type=Path, readable=False),
+    type=NON_EMPTY_PATH,
     default=None,
     help="Generator weights (.safetensors); default: the shipped model.",
 )

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import click
 
+from vidcolor.cli.common import NON_EMPTY_PATH
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
@@ -25,7 +26,7 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 @click.command(
     "train", context_settings=_CONTEXT, short_help="Train a generator from a YAML recipe."
 )
-@click.argument("config", type=click.Path(path_type=Path, readable=False))
+@click.argument("config", type=NON_EMPTY_PATH)
 @click.option(
     "--set",
     "overrides",
@@ -36,7 +37,7 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, readable=False),
+    type=NON_EMPTY_PATH,
     default=Path("runs"),
     show_default=True,
     help="Runs folder; the run lives in OUT/<recipe name> (checkpoints, log.jsonl, grids, "
@@ -94,8 +95,8 @@ def train_command(
 @click.command(
     "eval", context_settings=_CONTEXT, short_help="Score a model on colour photos vs. grey."
 )
-@click.argument("model", type=click.Path(path_type=Path, readable=False))
-@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
+@click.argument("model", type=NON_EMPTY_PATH)
+@click.argument("data", nargs=-1, required=True, type=NON_EMPTY_PATH)
 @click.option(
     "--render-size",
     "--size",
