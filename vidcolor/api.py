@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcolor.atomic import atomic_output, check_writable_target
+from vidcolor.atomic import atomic_output, check_output_path
 from vidcolor.color import as_float_rgb, join_lab, luminance, to_uint
 from vidcolor.engines import Engine, load_engine
 from vidcolor.errors import VidcolorError
@@ -127,15 +127,9 @@ def _engine(engine: Engine | None, device: str) -> Engine:
     return engine if engine is not None else load_engine(device=device)
 
 
-def _check_paths(source: Path, output: Path, overwrite: bool) -> None:
-    check_writable_target(output, overwrite)
-    if output.exists() and source.exists() and os.path.samefile(source, output):
-        raise VidcolorError(f"{output}: output would overwrite the input")
-
-
 def _image_job(source: Path, output: Path, engine: Engine, options: RunOptions) -> Result:
     started = time.perf_counter()
-    _check_paths(source, output, options.overwrite)
+    check_output_path(source, output, options.overwrite)
     loaded = read_image(source, max_pixels=options.max_pixels)
     rgb = colorize_array(loaded.rgb, engine, options.render_size)
     depth = np.uint16 if loaded.rgb.dtype != np.uint8 else np.uint8
@@ -154,7 +148,7 @@ def _video_job(
 ) -> Result:
     """Open the film and its temporary output, then hand both to ``run_film``."""
     started = time.perf_counter()
-    _check_paths(source, output, options.overwrite)
+    check_output_path(source, output, options.overwrite)
     codec_profile(options.encode)  # a bad codec is refused before the model loads
     engine = _engine(engine, device)
     reader = VideoReader(

@@ -39,6 +39,13 @@ def check_writable_target(path: Path, overwrite: bool) -> None:
         _check_replaceable(path)
 
 
+def check_output_path(source: Path, output: Path, overwrite: bool) -> None:
+    """``check_writable_target``, and never the input itself (not even with --overwrite)."""
+    check_writable_target(output, overwrite)
+    if output.exists() and source.exists() and os.path.samefile(source, output):
+        raise VidcolorError(f"{output}: output would overwrite the input")
+
+
 def _check_replaceable(path: Path) -> None:
     """--overwrite replaces files, never a FIFO, a device or a socket that bears the name."""
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidcolor.api import Result, _check_paths
-from vidcolor.atomic import atomic_output
+from vidcolor.api import Result
+from vidcolor.atomic import atomic_output, check_output_path
 from vidcolor.color import resize_plane
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoReader
@@ -130,7 +130,7 @@ def deflicker_video(
     started = time.perf_counter()
     if detect_kind(source) is not MediaKind.VIDEO:
         raise VidcolorError(f"{source}: is an image; deflicker takes a film")
-    _check_paths(source, output, options.overwrite)
+    check_output_path(source, output, options.overwrite)
     codec_profile(options.encode)
     reader = VideoReader(
         source,
