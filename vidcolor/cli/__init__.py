@@ -19,6 +19,7 @@ import click
 from vidcolor import __version__
 from vidcolor.cli.colorize import colorize_command
 from vidcolor.cli.deflicker import deflicker_command
+from vidcolor.cli.engine import engine_command
 from vidcolor.cli.eval_video import eval_video_command
 from vidcolor.cli.train import eval_command, train_command
 from vidcolor.errors import VidcolorError, one_line
@@ -60,6 +61,7 @@ cli.add_command(train_command)
 cli.add_command(eval_command)
 cli.add_command(deflicker_command)
 cli.add_command(eval_video_command)
+cli.add_command(engine_command)
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from vidcolor.cli.common import NON_EMPTY_PATH, Progress, film_output_options
+from vidcolor.cli.common import NON_EMPTY_PATH, Progress, engine_options, film_output_options
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import (
     DEFAULT_BATCH,
@@ -37,7 +37,7 @@ from vidcolor.options import (
     type=NON_EMPTY_PATH,
     help="Output file, or folder when INPUT is a folder or several files.",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@engine_options
 @click.option(
     "--render-size",
     default=DEFAULT_RENDER_SIZE,
@@ -77,6 +77,8 @@ def colorize_command(
     inputs: tuple[Path, ...],
     output: Path,
     device: str,
+    backend: str,
+    precision: str,
     render_size: int,
     codec: str,
     crf: int | None,
@@ -111,7 +113,7 @@ def colorize_command(
         temporal_strength=temporal_strength,
     )
     plan = plan_jobs(inputs, output, codec)
-    engine = load_engine(weights, device)
+    engine = load_engine(weights, device, backend, precision, batch_size, render_size)
     failures = len(plan.failures)
     for message in plan.failures:
         click.echo(f"vidcolor: error: {one_line(message)}", err=True)

@@ -1,7 +1,8 @@
-"""What several commands share: path arguments, a progress bar, and the output options of a film.
+"""What several commands share: path arguments, a progress bar, the engine options, and the
+output options of a film.
 
-The colourise and deflicker commands both write films: one definition of the codec, quality
-and safety options keeps their flags, defaults and help the same.
+The colourise and deflicker commands both write films, and colourise and eval both run an
+engine: one definition of each option set keeps their flags, defaults and help the same.
 """
 
 from __future__ import annotations
@@ -100,6 +101,33 @@ def film_output_options(command: F) -> F:
         ),
         click.option("--overwrite", is_flag=True, help="Replace existing output files."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def engine_options(command: F) -> F:
+    """--device, --backend and --precision: which engine colourises (see vidcolor.engines)."""
+    options = [
+        click.option(
+            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+        ),
+        click.option(
+            "--backend",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "onnxruntime", "torch", "tensorrt"]),
+            help="Inference engine. auto: TensorRT, else PyTorch on a CUDA GPU, else the "
+            "fastest CPU engine (ONNX Runtime int8).",
+        ),
+        click.option(
+            "--precision",
+            default="auto",
+            show_default=True,
+            type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]),
+            help="Number format of the engine (auto: the backend's fastest that keeps quality).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)

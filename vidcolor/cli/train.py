@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import click
 
-from vidcolor.cli.common import NON_EMPTY_PATH
+from vidcolor.cli.common import NON_EMPTY_PATH, engine_options
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
@@ -109,9 +109,12 @@ def train_command(
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most N photos of each DATA."
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@engine_options
 @click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for PyTorch."
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for the engine (default: the CPUs this process may use).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def eval_command(
@@ -120,6 +123,8 @@ def eval_command(
     render_size: int,
     limit: int | None,
     device: str,
+    backend: str,
+    precision: str,
     threads: int | None,
     as_json: bool,
 ) -> None:
@@ -140,7 +145,9 @@ def eval_command(
     if threads is not None:
         torch.set_num_threads(threads)
     sources = [EvalSource(path) for path in data]  # all checked before the model loads
-    engine = load_engine(model, device)
+    engine = load_engine(
+        model, device, backend, precision, render_size=render_size, threads=threads
+    )
     results: list[dict[str, object]] = []
     for source in sources:
         started = time.perf_counter()

@@ -1,4 +1,5 @@
-"""PyTorch backend: runs the generator on the CPU, or on CUDA in half precision."""
+"""PyTorch backend: the generator on the CPU (fp32, or bf16 where the CPU has it) or on CUDA
+(fp16 or bf16 autocast, channels-last)."""
 
 from __future__ import annotations
 
@@ -22,15 +23,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 class TorchEngine:
     """The generator behind the ``Engine`` interface, always inferring in eval mode."""
 
-    def __init__(self, weights: Path, device: str = "auto"):
+    def __init__(self, weights: Path, device: str = "auto", precision: str | None = None):
         self.device = resolve_device(device)
-        self.name = f"torch:{Path(weights).stem}"
+        self.precision = precision or ("fp16" if self.device.startswith("cuda") else "fp32")
+        if self.precision not in ("fp32", *_AUTOCAST):
+            raise VidcolorError(f"the torch backend runs fp32, fp16 or bf16, not {self.precision}")
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise VidcolorError("fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
+        self.name = f"torch-{self.precision}:{Path(weights).stem}"
         self.model = load_generator(weights).to(self.device)
-        self._half = self.device.startswith("cuda")
-        if self._half:
+        self._channels_last = self.precision != "fp32" or self.device.startswith("cuda")
+        if self._channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     @classmethod
@@ -46,7 +55,8 @@ class TorchEngine:
         engine.device = device or str(next(model.parameters()).device)
         engine.name = name
         engine.model = model
-        engine._half = engine.device.startswith("cuda")
+        engine.precision = "fp16" if engine.device.startswith("cuda") else "fp32"
+        engine._channels_last = False  # the trainer owns the model's memory format
         return engine
 
     @torch.inference_mode()
@@ -55,9 +65,12 @@ class TorchEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            if self._half:
-                with torch.autocast("cuda", dtype=torch.float16):
-                    ab = self.model(lum.contiguous(memory_format=torch.channels_last))
+            if self._channels_last:
+                lum = lum.contiguous(memory_format=torch.channels_last)
+            if self.precision in _AUTOCAST:
+                device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+                with torch.autocast(device_type, dtype=_AUTOCAST[self.precision]):
+                    ab = self.model(lum)
             else:
                 ab = self.model(lum)
         finally:

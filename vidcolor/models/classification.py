@@ -129,7 +129,8 @@ class ClassificationUNet(Generator):
         return self.head(x)
 
     def decode(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        ab = annealed_mean(logits, self.bin_centers, self.config.temperature)
+        # In fp32 whatever the network runs in: a softmax over bins can overflow fp16.
+        ab = annealed_mean(logits.float(), self.bin_centers.float(), self.config.temperature)
         return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, lum: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,66 @@
+"""ONNX Runtime backend: the exported generator on CPUs, fp32 or int8."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vidcolor.engines.export import INPUT_NAME, cached_export
+from vidcolor.errors import VidcolorError, one_line
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the machine's)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxRuntimeEngine:
+    """The generator as an ONNX Runtime session on the CPU.
+
+    One intra-op thread per usable CPU and no inter-op pool: the graph is a chain, so a second
+    pool only competes with decoding and encoding for the same cores.
+    """
+
+    device = "cpu"
+
+    def __init__(
+        self,
+        weights: Path,
+        precision: str = "int8",
+        threads: int | None = None,
+        calibration: Path | None = None,
+    ):
+        import onnxruntime as ort
+
+        if precision not in ("fp32", "int8"):
+            raise VidcolorError(
+                f"the onnxruntime backend runs fp32 or int8, not {precision}"
+            )
+        options = {"calibration": calibration} if precision == "int8" else {}
+        self.path = cached_export(Path(weights), precision, **options)
+        self.precision = precision
+        self.name = f"onnxruntime-{precision}:{Path(weights).stem}"
+        settings = ort.SessionOptions()
+        settings.intra_op_num_threads = threads or usable_cpus()
+        settings.inter_op_num_threads = 1
+        settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        settings.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), settings, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own exception types for a bad file
+            raise VidcolorError(
+                f"ONNX Runtime cannot load {one_line(str(self.path))}: {one_line(exc)} "
+                "(vidcolor engine clear removes the cache)"
+            ) from None
+
+    def infer(self, batch_l: np.ndarray) -> np.ndarray:
+        lum = np.ascontiguousarray(batch_l, dtype=np.float32)
+        return self.session.run(None, {INPUT_NAME: lum})[0]
