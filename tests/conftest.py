@@ -302,15 +302,45 @@ def make_image(tmp_path: Path) -> Callable[..., Path]:
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One engine cache for the whole session, in and out of process, never the user's.
+
+    Exported once (fp32, then the int8 calibration) before the first test: the CLI tests'
+    subprocesses then find it, as a user's second run would.
+    """
+    from vidcolor.engines.cache import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("engine-cache")
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = saved
+
+
 @pytest.fixture(scope="session")
-def engine():
-    """The shipped model on the CPU, loaded once."""
+def engine(engine_cache: Path):
+    """The default CPU engine (ONNX Runtime int8 of the shipped model), loaded once."""
     import torch
 
     from vidcolor.engines import load_engine
 
     torch.set_num_threads(1)
-    return load_engine(device="cpu")
+    return load_engine(device="cpu", threads=1)
+
+
+@pytest.fixture(scope="session")
+def torch_engine():
+    """The shipped model in PyTorch fp32 on the CPU: the reference the exports are held to."""
+    import torch
+
+    from vidcolor.engines import load_engine
+
+    torch.set_num_threads(1)
+    return load_engine(device="cpu", backend="torch")
 
 
 @pytest.fixture(scope="session")

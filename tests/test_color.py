@@ -59,3 +59,35 @@ def test_lab_to_rgb_clips_out_of_gamut():
     lab = np.array([[[50.0, 120.0, -120.0]]], np.float32)
     rgb = lab_to_rgb(lab)
     assert rgb.min() >= 0.0 and rgb.max() <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_fast_path_gives_exactly_the_general_paths_luminance(dtype):
+    from vidcolor.color import rgb_to_lab
+
+    top = np.iinfo(dtype).max
+    levels = np.linspace(0, top, 97 * 61).astype(dtype).reshape(61, 97)
+    for image in (
+        levels,  # (H, W)
+        levels[:, :, None],  # (H, W, 1)
+        np.repeat(levels[:, :, None], 3, axis=2),  # grey RGB
+        np.dstack([levels] * 3 + [np.full_like(levels, top)]),  # grey RGBA
+    ):
+        general = rgb_to_lab(as_float_rgb(image))[:, :, 0]
+        assert np.array_equal(luminance(image), general)
+    tinted = np.repeat(levels[:, :, None], 3, axis=2)
+    tinted[30, 40, 2] = tinted[30, 40, 2] // 2  # one pixel not grey: the general path
+    assert np.array_equal(luminance(tinted), rgb_to_lab(as_float_rgb(tinted))[:, :, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_opencv_join_equals_the_numpy_steps_within_one_level(dtype):
+    from vidcolor.color import join_lab_uint
+
+    rng = np.random.default_rng(3)
+    lum = (rng.random((45, 70)) * 100).astype(np.float32)
+    ab = ((rng.random((12, 20, 2)) - 0.5) * 240).astype(np.float32)  # out of gamut too
+    fast = join_lab_uint(lum, ab, dtype)
+    slow = to_uint(join_lab(lum, ab), dtype)
+    assert fast.dtype == dtype and fast.shape == (45, 70, 3)
+    assert np.abs(fast.astype(np.int64) - slow.astype(np.int64)).max() <= 1

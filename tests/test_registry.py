@@ -104,10 +104,12 @@ def test_every_architecture_colourises_through_vidcolors_engine(tmp_path):
     for arch in generator_names():
         path = tmp_path / f"{arch}.safetensors"
         save_generator(build_generator({"arch": arch, **SMALL[arch]}), path)
-        engine = load_engine(path, device="cpu")
-        assert engine.infer(np.full((2, 1, 64, 96), 50.0, np.float32)).shape == (2, 2, 64, 96)
-        rgb = colorize_array(grey, engine, 64)
-        assert rgb.shape == (48, 80, 3) and np.isfinite(rgb).all()
+        for backend in ("torch", "onnxruntime"):  # ONNX: every architecture exports
+            engine = load_engine(path, device="cpu", backend=backend, precision="fp32")
+            lum = np.full((2, 1, 64, 96), 50.0, np.float32)
+            assert engine.infer(lum).shape == (2, 2, 64, 96)
+            rgb = colorize_array(grey, engine, 64)
+            assert rgb.shape == (48, 80, 3) and np.isfinite(rgb).all()
 
 
 def test_a_file_missing_newer_config_keys_loads_with_the_defaults(tmp_path):

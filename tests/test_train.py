@@ -495,7 +495,9 @@ def test_recipe_trains_and_validates_through_the_inference_engine(archive, tmp_p
     assert json.loads(metadata["data"]) == [{"source": "train", "photos": 6, "weight": 1.0}]
     # The last validation ran on the final weights: rescoring the saved file agrees.
     rescored = evaluate_images(
-        load_engine(result.weights, device="cpu"), EvalSource(val).images(limit=2), 32
+        load_engine(result.weights, device="cpu", backend="torch"),
+        EvalSource(val).images(limit=2),
+        32,
     )
     assert rescored.model.psnr == pytest.approx(last["model_psnr"], abs=1e-3)
     assert rescored.model.ciede2000 == pytest.approx(last["model_ciede2000"], abs=1e-3)

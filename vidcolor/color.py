@@ -36,8 +36,50 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """CIE L (H, W) of any image: colour or tinted input (sepia prints) keeps only its lightness."""
+    """CIE L (H, W) of any image: colour or tinted input (sepia prints) keeps only its lightness.
+
+    Grey integer pictures (R = G = B: most black-and-white films and scans) take a table of
+    the L of each grey level, with the very same values, four times faster at 480p.
+    """
+    grey = _grey_plane(image)
+    if grey is not None:
+        return _grey_luminance(grey)
     return rgb_to_lab(as_float_rgb(image))[:, :, 0]
+
+
+def _grey_plane(image: np.ndarray) -> np.ndarray | None:
+    """The one plane of an 8- or 16-bit picture whose colour channels are equal, else None."""
+    if image.dtype not in (np.uint8, np.uint16):
+        return None
+    if image.ndim == 2:
+        return image
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        return None
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    red, green, blue = (image[:, :, c] for c in range(3))
+    if cv2.countNonZero(cv2.absdiff(red, green)) or cv2.countNonZero(cv2.absdiff(green, blue)):
+        return None
+    return red
+
+
+def _grey_luminance(grey: np.ndarray) -> np.ndarray:
+    table = _grey_l_table(grey.dtype)
+    if grey.dtype == np.uint8:
+        return cv2.LUT(np.ascontiguousarray(grey), table)
+    return table[grey]
+
+
+_GREY_L: dict[np.dtype, np.ndarray] = {}
+
+
+def _grey_l_table(dtype: np.dtype) -> np.ndarray:
+    """L of every grey level of ``dtype``, computed by the general path itself."""
+    if dtype not in _GREY_L:
+        levels = np.arange(np.iinfo(dtype).max + 1, dtype=dtype)
+        rgb = np.repeat(levels[:, None, None], 3, axis=2)
+        _GREY_L[dtype] = rgb_to_lab(as_float_rgb(rgb))[:, 0, 0].copy()
+    return _GREY_L[dtype]
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -64,6 +106,23 @@ def join_lab(lum: np.ndarray, ab: np.ndarray) -> np.ndarray:
     lab[:, :, 0] = lum
     lab[:, :, 1:] = ab_full
     return lab_to_rgb(lab)
+
+
+def join_lab_uint(
+    lum: np.ndarray, ab: np.ndarray, dtype: type[np.integer] = np.uint8
+) -> np.ndarray:
+    """``to_uint(join_lab(lum, ab), dtype)`` in three OpenCV passes over the full frame.
+
+    Merge, Lab to RGB, then scale with saturation (clipping) and rounding in one step: about
+    three times faster than the numpy steps at 480p (benchmarks/stages.py measures both).
+    """
+    height, width = lum.shape
+    ab_full = resize_plane(ab.astype(np.float32, copy=False), width, height)
+    lab = cv2.merge([np.asarray(lum, np.float32), ab_full])
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    depth = cv2.CV_8U if dtype == np.uint8 else cv2.CV_16U
+    scale = float(np.iinfo(dtype).max)
+    return cv2.addWeighted(rgb, scale, rgb, 0.0, 0.0, dtype=depth)
 
 
 def to_uint(rgb: np.ndarray, dtype: type[np.integer] = np.uint8) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from vidcolor.color import join_lab, resize_plane, to_uint
+from vidcolor.color import join_lab_uint, resize_plane
 from vidcolor.engines.base import Engine
 from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoReader
 from vidcolor.media.encode import VideoWriter
@@ -133,7 +133,7 @@ def join_stage(
     """Upsample ab to full size and join it with the source's own L."""
     for item in items:
         if isinstance(item, ColorizedFrame):
-            rgb = to_uint(join_lab(item.luminance, item.ab), dtype)
+            rgb = join_lab_uint(item.luminance, item.ab, dtype)
             yield RenderedFrame(item.index, item.pts, rgb)
         else:
             yield item

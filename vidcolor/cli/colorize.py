@@ -153,13 +153,13 @@ def colorize_command(
         frames += result.frames
         seconds += result.seconds
         if not quiet and not plan.many:
-            click.echo(one_line(result.summary()), err=True)
+            click.echo(one_line(f"{result.summary()}; engine {engine.name}"), err=True)
     total = len(plan.jobs) + len(plan.failures)
     if plan.many and not quiet:
         click.echo(
             one_line(
                 f"{done} of {total} files -> {output}: {frames} frames and images "
-                f"in {seconds:.1f} s"
+                f"in {seconds:.1f} s; engine {engine.name}"
             ),
             err=True,
         )

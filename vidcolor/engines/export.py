@@ -102,7 +102,7 @@ def export_onnx(model: Any, path: Path, half: bool = False) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise VidcolorError(f"the ONNX export failed its check: {one_line(exc)}") from None
+        raise VidcolorError(f"the ONNX export failed its check: {one_line(str(exc))}") from None
     if not half:
         check_against_torch(model, path)
 

@@ -57,7 +57,7 @@ class OnnxRuntimeEngine:
             )
         except Exception as exc:  # ORT raises its own exception types for a bad file
             raise VidcolorError(
-                f"ONNX Runtime cannot load {one_line(str(self.path))}: {one_line(exc)} "
+                f"ONNX Runtime cannot load {one_line(str(self.path))}: {one_line(str(exc))} "
                 "(vidcolor engine clear removes the cache)"
             ) from None
 

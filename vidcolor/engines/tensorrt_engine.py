@@ -37,7 +37,7 @@ def tensorrt_available() -> str | None:
     except ImportError:
         return "the tensorrt package is not installed (pip install 'vidcolor[tensorrt]')"
     except Exception as exc:  # a broken install raises OSError/RuntimeError on import
-        return f"tensorrt cannot be imported: {one_line(exc)}"
+        return f"tensorrt cannot be imported: {one_line(str(exc))}"
     import torch
 
     if not torch.cuda.is_available():
