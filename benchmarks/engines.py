@@ -136,7 +136,9 @@ def main() -> None:
     if args.photos:
         for key, engine in engines.items():
             quality["-".join(key)] = round(photo_ciede(engine, args.photos), 4)
-            print(f"CIEDE2000 on {args.photos} val photos, {' '.join(key)}: {quality['-'.join(key)]}")
+            print(
+                f"CIEDE2000 on {args.photos} val photos, {' '.join(key)}: {quality['-'.join(key)]}"
+            )
     if args.json:
         args.json.write_text(
             json.dumps({"machine": cpu_name(), "rows": rows, "ciede2000": quality}, indent=1)

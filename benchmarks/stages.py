@@ -109,16 +109,20 @@ def main() -> None:
     count = len(frames)
     stage_names = ["decode", "resize", "model", "smooth", "join", "encode"]
     total = sum(times[n] for n in stage_names)
-    print(f"machine: {cpu_name()}; clip {args.clip} {width}x{height}, {count} frames; "
-          f"engine {engine.name}; render {shape[0]}x{shape[1]}, batch {options.batch_size}\n")
+    print(
+        f"machine: {cpu_name()}; clip {args.clip} {width}x{height}, {count} frames; "
+        f"engine {engine.name}; render {shape[0]}x{shape[1]}, batch {options.batch_size}\n"
+    )
     print("| stage | ms/frame | share of the sum |")
     print("|---|---|---|")
     for name in stage_names:
         print(f"| {name} | {1000 * times[name] / count:.2f} | {100 * times[name] / total:.0f} % |")
     print(f"| sum of stages | {1000 * total / count:.2f} | 100 % |")
     wall = times["pipeline (threads)"]
-    print(f"| run_film, stages overlapped | {1000 * wall / count:.2f} | "
-          f"{100 * wall / total:.0f} % of the sum |")
+    print(
+        f"| run_film, stages overlapped | {1000 * wall / count:.2f} | "
+        f"{100 * wall / total:.0f} % of the sum |"
+    )
     joins = compare_joins(frames[: min(count, 60)], abs_[: min(count, 60)])
     print("\njoin paths on the same frames (ms/frame; largest difference in 8-bit RGB levels):")
     for name, (ms, diff) in joins.items():

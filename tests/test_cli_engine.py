@@ -88,8 +88,10 @@ def test_engine_commands_refuse_bad_input_in_one_line(tmp_path):
         (["engine", "export", str(broken)], "cannot read model weights"),
         (["engine", "export", "--calibration", str(tmp_path)], "--precision int8 only"),
         (["engine", "build"], "tensorrt is not usable"),
-        (["engine", "calibration", str(tmp_path / "none"), "-o", str(tmp_path / "c.tar")],
-         "not found"),
+        (
+            ["engine", "calibration", str(tmp_path / "none"), "-o", str(tmp_path / "c.tar")],
+            "not found",
+        ),
     ]
     for args, message in cases:
         run = run_cli(*args)

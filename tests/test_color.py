@@ -91,3 +91,24 @@ def test_opencv_join_equals_the_numpy_steps_within_one_level(dtype):
     slow = to_uint(join_lab(lum, ab), dtype)
     assert fast.dtype == dtype and fast.shape == (45, 70, 3)
     assert np.abs(fast.astype(np.int64) - slow.astype(np.int64)).max() <= 1
+
+
+@pytest.mark.parametrize(("dtype", "levels"), [(np.uint8, 1), (np.uint16, 8)])
+def test_torch_join_for_gpu_batches_equals_opencvs(dtype, levels):
+    """The GPU join's maths, checked on the CPU: within one 8-bit level of OpenCV's path
+    (16-bit: OpenCV's sRGB curve is a spline, 8 of 65535 levels off at most)."""
+    from vidcolor.color import join_lab_uint
+    from vidcolor.color_torch import join_lab_batch
+
+    rng = np.random.default_rng(5)
+    lum = [(rng.random((45, 70)) * 100).astype(np.float32) for _ in range(3)]
+    lum[0][:5] = np.linspace(0, 9, 70, dtype=np.float32)  # the dark, linear part of L
+    ab = [((rng.random((12, 20, 2)) - 0.5) * 240).astype(np.float32) for _ in range(3)]
+    ab.append(((rng.random((60, 90, 2)) - 0.5) * 100).astype(np.float32))  # larger: shrunk
+    lum.append(lum[1])
+    for frames, tolerance in ((slice(0, 3), levels), (slice(3, 4), levels)):
+        ours = join_lab_batch(lum[frames], ab[frames], "cpu", dtype)
+        for rgb, plane, chroma in zip(ours, lum[frames], ab[frames], strict=True):
+            assert rgb.dtype == dtype and rgb.shape == (45, 70, 3)
+            opencv = join_lab_uint(plane, chroma, dtype)
+            assert np.abs(rgb.astype(np.int64) - opencv.astype(np.int64)).max() <= tolerance

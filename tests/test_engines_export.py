@@ -207,7 +207,7 @@ def test_calibration_set_ships_and_gives_render_size_planes():
     planes = calibration_planes(default_calibration(), 12, 160)
     assert len(planes) == 12
     assert all(min(p.shape) == 160 and p.dtype == np.float32 for p in planes)
-    assert all(0 <= p.min() and p.max() <= 100 for p in planes)
+    assert all(p.min() >= 0 and p.max() <= 100 for p in planes)
 
 
 def test_flush_interval_never_divides_the_photo_count():

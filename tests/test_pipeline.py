@@ -176,3 +176,39 @@ def test_stage_threads_pass_worker_errors_through_every_stage():
             next(passed)
         started = list(threads.threads)
     assert not any(t.is_alive() for t in started)
+
+
+def test_in_batches_keeps_every_item_in_place_and_batches_only_its_kind():
+    from vidcolor.pipeline import in_batches
+
+    seen = []
+
+    def double(batch):
+        seen.append(list(batch))
+        return [2 * x for x in batch]
+
+    items = [1, "a", 2, 3, "b", "c", 4, 5, "d"]
+    assert list(in_batches(items, int, 2, double)) == [2, "a", 4, 6, "b", "c", 8, 10, "d"]
+    assert seen == [[1, 2], [3, 4], [5]]
+    assert list(in_batches(["x"], int, 2, double)) == ["x"]  # no frames: convert never runs
+    assert len(seen) == 3
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA GPU")
+def test_join_stage_on_a_gpu_equals_the_cpu_join():
+    from vidcolor.pipeline import ColorizedFrame, join_stage
+
+    rng = np.random.default_rng(0)
+    frames = [
+        ColorizedFrame(
+            i,
+            i,
+            (rng.random((72, 128)) * 100).astype(np.float32),
+            ((rng.random((32, 64, 2)) - 0.5) * 80).astype(np.float32),
+        )
+        for i in range(5)
+    ]
+    cpu = list(join_stage(iter(frames), np.uint8))
+    gpu = list(join_stage(iter(frames), np.uint8, "cuda", 2))
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.index == b.index and np.abs(a.rgb.astype(int) - b.rgb.astype(int)).max() <= 1

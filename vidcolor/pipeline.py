@@ -95,48 +95,78 @@ def infer_ab(engine: Engine, small: np.ndarray) -> list[np.ndarray]:
 # --- stages -----------------------------------------------------------------------------
 
 
+def in_batches(
+    items: Iterable[object], kind: type, batch_size: int, convert: Callable[[list], list]
+) -> Iterator[object]:
+    """``convert`` the items of ``kind`` a batch at a time; other items keep their place."""
+    held: list[object] = []
+    count = 0
+
+    def flush() -> Iterator[object]:
+        frames = [item for item in held if isinstance(item, kind)]
+        results = iter(convert(frames) if frames else [])
+        for item in held:
+            yield next(results) if isinstance(item, kind) else item
+
+    for item in items:
+        held.append(item)
+        if isinstance(item, kind):
+            count += 1
+            if count == batch_size:
+                yield from flush()
+                held, count = [], 0
+    yield from flush()
+
+
 def colorize_stage(
     items: Iterable[DecodedFrame | CopiedPackets], engine: Engine, render_size: int, batch_size: int
 ) -> Iterator[ColorizedFrame | CopiedPackets]:
     """Batch frames through the engine; copied packets keep their place in the stream."""
-    held: list[DecodedFrame | CopiedPackets] = []
-    frames_held = 0
     shape: tuple[int, int] | None = None
 
-    def flush() -> Iterator[ColorizedFrame | CopiedPackets]:
-        frames = [item for item in held if isinstance(item, DecodedFrame)]
-        small = render_planes([f.luminance for f in frames], shape) if frames else None
-        abs_ = iter(infer_ab(engine, small)) if frames else None
-        smalls = iter(small) if frames else None
-        for item in held:
-            if isinstance(item, DecodedFrame):
-                yield ColorizedFrame(item.index, item.pts, item.luminance, next(abs_), next(smalls))
-            else:
-                yield item
+    def colorize(frames: list[DecodedFrame]) -> list[ColorizedFrame]:
+        nonlocal shape
+        if shape is None:
+            height, width = frames[0].luminance.shape
+            shape = render_shape(width, height, render_size)
+        small = render_planes([f.luminance for f in frames], shape)
+        return [
+            ColorizedFrame(f.index, f.pts, f.luminance, ab, plane)
+            for f, ab, plane in zip(frames, infer_ab(engine, small), small, strict=True)
+        ]
 
-    for item in items:
-        held.append(item)
-        if isinstance(item, DecodedFrame):
-            if shape is None:
-                height, width = item.luminance.shape
-                shape = render_shape(width, height, render_size)
-            frames_held += 1
-            if frames_held == batch_size:
-                yield from flush()
-                held, frames_held = [], 0
-    yield from flush()
+    return in_batches(items, DecodedFrame, batch_size, colorize)  # type: ignore[return-value]
 
 
 def join_stage(
-    items: Iterable[ColorizedFrame | CopiedPackets], dtype: type[np.integer]
+    items: Iterable[ColorizedFrame | CopiedPackets],
+    dtype: type[np.integer],
+    device: str = "cpu",
+    batch_size: int = 1,
 ) -> Iterator[RenderedFrame | CopiedPackets]:
-    """Upsample ab to full size and join it with the source's own L."""
-    for item in items:
-        if isinstance(item, ColorizedFrame):
-            rgb = join_lab_uint(item.luminance, item.ab, dtype)
-            yield RenderedFrame(item.index, item.pts, rgb)
-        else:
-            yield item
+    """Upsample ab to full size and join it with the source's own L.
+
+    On a CUDA engine frames are joined in batches on the GPU (``color_torch``), where the
+    full-resolution work costs least; on the CPU one frame at a time with OpenCV.
+    """
+    if device.startswith("cuda"):
+        from vidcolor.color_torch import join_lab_batch
+
+        def join(frames: list[ColorizedFrame]) -> list[RenderedFrame]:
+            lum, ab = [f.luminance for f in frames], [f.ab for f in frames]
+            rgbs = join_lab_batch(lum, ab, device, dtype)
+            return [RenderedFrame(f.index, f.pts, rgb) for f, rgb in zip(frames, rgbs, strict=True)]
+
+    else:
+        batch_size = 1
+
+        def join(frames: list[ColorizedFrame]) -> list[RenderedFrame]:
+            return [
+                RenderedFrame(f.index, f.pts, join_lab_uint(f.luminance, f.ab, dtype))
+                for f in frames
+            ]
+
+    return in_batches(items, ColorizedFrame, batch_size, join)  # type: ignore[return-value]
 
 
 def encode_stage(
@@ -182,7 +212,7 @@ def run_film(
 
                 settings = temporal_settings(options)
                 colorized = threads.start(smooth_stage(colorized, settings), "smooth")
-            rendered = join_stage(colorized, depth)
+            rendered = join_stage(colorized, depth, engine.device, options.batch_size)
             encode_stage(rendered, writer, on_frame)
         writer.close()
     except BaseException:

@@ -74,9 +74,7 @@ def export_command(
 @engine_command.command("build", context_settings=_CONTEXT)
 @_MODEL
 @click.option("--device", default="cuda", show_default=True, help="cuda or cuda:N.")
-@click.option(
-    "--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 256)
-)
+@click.option("--batch-size", default=DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 256))
 @click.option(
     "--render-size", default=DEFAULT_RENDER_SIZE, show_default=True, type=click.IntRange(64, 2048)
 )

@@ -182,7 +182,7 @@ def eval_command(
             "engine": engine.name,
             "device": engine.device,
             "render_size": render_size,
-            "threads": torch.get_num_threads(),
+            "threads": getattr(engine, "threads", torch.get_num_threads()),
             "results": results,
         }
         click.echo(json.dumps(report, indent=2))

@@ -43,8 +43,10 @@ class EngineChoice:
     precision: str
 
 
-def choose_engine(backend: str = "auto", device: str = "auto", precision: str = "auto") -> EngineChoice:
-    """Resolve ``auto`` in backend, device and precision for this machine; refuse what cannot run."""
+def choose_engine(
+    backend: str = "auto", device: str = "auto", precision: str = "auto"
+) -> EngineChoice:
+    """Resolve ``auto`` in backend, device and precision here; refuse what cannot run."""
     if backend not in BACKENDS:
         raise VidcolorError(f"unknown engine backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:

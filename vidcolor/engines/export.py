@@ -36,7 +36,9 @@ OUTPUT_NAME = "ab"
 EXPORT_TOLERANCE = 1e-3
 
 
-def export_key(weights: Path, precision: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def export_key(
+    weights: Path, precision: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What an export depends on: any change makes a new cache entry."""
     import onnx
 
@@ -147,7 +149,9 @@ def _require_onnx() -> None:
 
     missing = [m for m in ("onnx", "onnxruntime", "onnxscript") if not importlib.util.find_spec(m)]
     if missing:
-        raise VidcolorError(f"ONNX export needs {', '.join(missing)}: pip install {' '.join(missing)}")
+        raise VidcolorError(
+            f"ONNX export needs {', '.join(missing)}: pip install {' '.join(missing)}"
+        )
 
 
 class _quiet_exporter:

@@ -23,7 +23,9 @@ class OnnxRuntimeEngine:
     """The generator as an ONNX Runtime session on the CPU.
 
     One intra-op thread per usable CPU and no inter-op pool: the graph is a chain, so a second
-    pool only competes with decoding and encoding for the same cores.
+    pool only competes with decoding and encoding for the same cores. Idle threads sleep
+    instead of spinning: in a film's pipeline the decoder and encoder need those cycles
+    between batches.
     """
 
     device = "cpu"
@@ -38,9 +40,7 @@ class OnnxRuntimeEngine:
         import onnxruntime as ort
 
         if precision not in ("fp32", "int8"):
-            raise VidcolorError(
-                f"the onnxruntime backend runs fp32 or int8, not {precision}"
-            )
+            raise VidcolorError(f"the onnxruntime backend runs fp32 or int8, not {precision}")
         options = {"calibration": calibration} if precision == "int8" else {}
         self.path = cached_export(Path(weights), precision, **options)
         self.precision = precision
@@ -51,6 +51,8 @@ class OnnxRuntimeEngine:
         settings.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         settings.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         settings.log_severity_level = 3
+        settings.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = settings.intra_op_num_threads
         try:
             self.session = ort.InferenceSession(
                 str(self.path), settings, providers=["CPUExecutionProvider"]

@@ -1,7 +1,7 @@
 """TensorRT backend: the fp16 ONNX export compiled for the GPU at hand, run on CUDA tensors.
 
-Written against TensorRT 10's documented Python API (strongly typed networks, named I/O
-tensors, ``execute_async_v3``). The network is strongly typed, so the ONNX types decide the
+Written against TensorRT 10's and 11's documented Python API (strongly typed networks, named
+I/O tensors, ``execute_async_v3``). The network is strongly typed, so the ONNX types decide the
 precision: the fp16 export's network runs in half precision with fp32 input and output.
 
 Built engines are cached on disk, keyed by the TensorRT version, the GPU's name and compute
@@ -74,7 +74,9 @@ def _snap(side: float) -> int:
     return max(SIZE_MULTIPLE, int(round(side / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
 
 
-def engine_key(weights: Path, profile: Profile, trt_version: str, gpu: str, capability: str) -> dict:
+def engine_key(
+    weights: Path, profile: Profile, trt_version: str, gpu: str, capability: str
+) -> dict:
     """Everything a serialized engine depends on; a change in any part builds a new one."""
     return {
         "model": cache.file_digest(weights),
@@ -152,7 +154,10 @@ class TensorRTEngine:
         trt = self._trt
         onnx_path = cached_export(self.weights, "fp16")
         builder = trt.Builder(self._logger)
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        # TensorRT 10 asks for strong typing with a flag; in 11 every network is strongly
+        # typed and the flag may be gone.
+        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        flags = 0 if strongly_typed is None else 1 << int(strongly_typed)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, self._logger)
         if not parser.parse_from_file(str(onnx_path)):
