@@ -3,13 +3,15 @@
 For each clip, in one run on the same machine:
   * plain: decode + H.264 encode (libx264, same crf/preset/pix_fmt, same pts), no model;
   * vidcolor: the whole pipeline (decode, L, generator, temporal smoothing, join, encode) with
-    the shipped model, and the same with ``--no-temporal``: the temporal stage's share of the
-    end-to-end time is 1 - (time without) / (time with).
+    the shipped model on the default engine (``--backend auto``: ONNX Runtime int8 on a CPU),
+    the same with ``--no-temporal`` (the temporal stage's share of the end-to-end time is
+    1 - (time without) / (time with)), and the same with each engine of ``--compare``
+    (default: PyTorch fp32, the engine before ONNX Runtime).
 The ratio vidcolor/plain is what to compare across machines. Peak memory (max RSS) is
 measured in fresh subprocesses for the film and for the same film looped ``--loops`` times,
 to show that memory does not grow with length.
 
-    python benchmarks/e2e_cpu.py [--loops 8] [--json results.json]
+    python benchmarks/e2e_cpu.py [--loops 8] [--repeat 2] [--compare torch:fp32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -93,13 +95,16 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 
 def peak_rss_mib(source: Path, target: Path, render_size: int) -> float:
-    """Max RSS of a fresh interpreter that colourises ``source`` (includes torch + model)."""
+    """Peak RSS of a fresh interpreter that colourises ``source`` (includes the runtime + model).
+
+    Read from VmHWM, which starts afresh with the new program: getrusage's ru_maxrss does not
+    (Linux keeps it across fork and exec, so it would report this benchmark's own size).
+    """
     code = (
-        "import sys, resource\n"
         "from vidcolor import RunOptions, colorize_video\n"
         f"colorize_video({str(source)!r}, {str(target)!r}, "
         f"RunOptions(render_size={render_size}, overwrite=True))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
@@ -116,12 +121,19 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--clips", nargs="*", default=CLIPS, help="names in shared/footage")
+    parser.add_argument(
+        "--compare", nargs="*", default=["torch:fp32"], help="other engines, backend:precision"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from vidcolor import RunOptions, colorize_video
     from vidcolor.engines import load_engine
 
     engine = load_engine(device="cpu")
+    others = {
+        spec: load_engine(device="cpu", backend=spec.split(":")[0], precision=spec.split(":")[1])
+        for spec in args.compare
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -133,6 +145,7 @@ def main() -> None:
             plain_s, frames = timed(plain_transcode, source, tmp / "plain.mp4")
             options = RunOptions(render_size=args.render_size, overwrite=True)
             ours_s = plain_ours_s = float("inf")
+            other_s = dict.fromkeys(others, float("inf"))
             for _ in range(args.repeat):  # alternated, fastest kept: a busy machine's noise
                 seconds, result = timed(
                     colorize_video, source, tmp / "ours.mp4", options, engine=engine
@@ -146,6 +159,11 @@ def main() -> None:
                     engine=engine,
                 )
                 plain_ours_s = min(plain_ours_s, seconds)
+                for spec, other in others.items():
+                    seconds, _ = timed(
+                        colorize_video, source, tmp / "other.mp4", options, engine=other
+                    )
+                    other_s[spec] = min(other_s[spec], seconds)
             with av.open(str(source)) as c:
                 size = f"{c.streams.video[0].width}x{c.streams.video[0].height}"
             rows.append(
@@ -158,6 +176,10 @@ def main() -> None:
                     "ratio": (result.frames / ours_s) / (frames / plain_s),
                     "per_frame_fps": result.frames / plain_ours_s,
                     "temporal_share": 1 - plain_ours_s / ours_s,
+                    "compare_ratio": {
+                        spec: (result.frames / secs) / (frames / plain_s)
+                        for spec, secs in other_s.items()
+                    },
                 }
             )
         film = FOOTAGE / CLIPS[0]
@@ -173,21 +195,25 @@ def main() -> None:
                 "short_peak_mib": peak_rss_mib(film, tmp / "m1.mp4", args.render_size),
                 "long_peak_mib": peak_rss_mib(long_film, tmp / "m2.mp4", args.render_size),
             }
+    import onnxruntime
+
     machine = (
-        f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-        f"torch threads, torch {torch.__version__}, PyAV {av.__version__}"
+        f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}, PyAV {av.__version__}"
     )
-    print(f"machine: {machine}; render size {args.render_size}\n")
+    print(f"machine: {machine}; render size {args.render_size}; engine {engine.name}\n")
+    compare_heads = "".join(f" {spec} ratio |" for spec in others)
     print(
         "| clip | size | frames | plain decode+encode fps | vidcolor fps | ratio "
-        "| vidcolor --no-temporal fps | temporal share of time |"
+        f"| vidcolor --no-temporal fps | temporal share of time |{compare_heads}"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(others))
     for r in rows:
+        compared = "".join(f" {v:.2f} |" for v in r["compare_ratio"].values())
         print(
             f"| {r['clip']} | {r['size']} | {r['frames']} | {r['plain_fps']:.1f} | "
             f"{r['vidcolor_fps']:.1f} | {r['ratio']:.2f} | {r['per_frame_fps']:.1f} | "
-            f"{100 * r['temporal_share']:.0f} % |"
+            f"{100 * r['temporal_share']:.0f} % |{compared}"
         )
     if memory:
         growth = memory["long_peak_mib"] / memory["short_peak_mib"]
@@ -204,6 +230,7 @@ def main() -> None:
                     "rows": rows,
                     "memory": memory,
                     "render_size": args.render_size,
+                    "engine": engine.name,
                 },
                 indent=2,
             )

@@ -14,8 +14,8 @@ import numpy as np
 def as_float_rgb(image: np.ndarray) -> np.ndarray:
     """Integer or float image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) to float32 RGB in 0..1."""
     if np.issubdtype(image.dtype, np.integer):
-        scale = float(np.iinfo(image.dtype).max)
-        image = image.astype(np.float32) / scale
+        scale = np.float32(1.0 / np.iinfo(image.dtype).max)
+        image = np.multiply(image, scale, dtype=np.float32)  # one pass, not astype then divide
     else:
         image = np.clip(image.astype(np.float32, copy=False), 0.0, 1.0)
     if image.ndim == 2:
@@ -44,7 +44,7 @@ def luminance(image: np.ndarray) -> np.ndarray:
     grey = _grey_plane(image)
     if grey is not None:
         return _grey_luminance(grey)
-    return rgb_to_lab(as_float_rgb(image))[:, :, 0]
+    return cv2.extractChannel(rgb_to_lab(as_float_rgb(image)), 0)
 
 
 def _grey_plane(image: np.ndarray) -> np.ndarray | None:

@@ -116,9 +116,20 @@ def _runs(kind: str, precision: str) -> bool:
 
 
 def _cuda_visible() -> bool:
+    """Whether PyTorch sees a CUDA GPU; without an NVIDIA driver, known without importing it
+    (torch takes a second and hundreds of MB that a CPU engine never needs)."""
+    if not nvidia_driver_present():
+        return False
     import torch
 
     return torch.cuda.is_available()
+
+
+def nvidia_driver_present() -> bool:
+    """An NVIDIA kernel driver is loaded (Linux), or this is not Linux and we cannot tell."""
+    if not Path("/proc").is_dir():
+        return True
+    return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
 
 
 def _require_modules(modules: tuple[str, ...]) -> None:

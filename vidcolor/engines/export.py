@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from vidcolor.engines import cache
 from vidcolor.errors import VidcolorError, one_line
@@ -40,15 +38,15 @@ def export_key(
     weights: Path, precision: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """What an export depends on: any change makes a new cache entry."""
-    import onnx
+    from importlib.metadata import version  # not the packages themselves: torch is slow to import
 
     parts: dict[str, Any] = {
         "model": cache.file_digest(weights),
         "model_name": Path(weights).name,
         "precision": precision,
         "opset": OPSET,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
+        "torch": version("torch"),
+        "onnx": version("onnx"),
     }
     parts.update(extra or {})
     return parts
@@ -78,12 +76,13 @@ def cached_export(weights: Path, precision: str = "fp32", **quantize_options: An
 def export_onnx(model: Any, path: Path, half: bool = False) -> None:
     """Export ``model`` (a Generator) to ``path`` and check it; fp32 is compared with PyTorch."""
     import onnx
+    import torch
 
     from vidcolor.models import SIZE_MULTIPLE
 
     model = model.eval()
     example = torch.rand(2, 1, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE) * 100
-    network = HalfPrecision(copy.deepcopy(model)) if half else model
+    network = half_precision(model) if half else model
     dynamic = torch.export.Dim.DYNAMIC
     with _quiet_exporter():
         program = torch.onnx.export(
@@ -116,6 +115,7 @@ def check_against_torch(model: Any, path: Path) -> float:
     here, not on a user's film.
     """
     import onnxruntime as ort
+    import torch
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
@@ -133,15 +133,20 @@ def check_against_torch(model: Any, path: Path) -> float:
     return worst
 
 
-class HalfPrecision(nn.Module):
+def half_precision(model: Any) -> Any:
     """fp32 L in, fp32 ab out, the network in between in fp16 (its decoding keeps to fp32)."""
+    import torch
+    from torch import nn
 
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner.half()
+    class HalfPrecision(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner.half()
 
-    def forward(self, lum: torch.Tensor) -> torch.Tensor:
-        return self.inner(lum.half()).float()
+        def forward(self, lum: torch.Tensor) -> torch.Tensor:
+            return self.inner(lum.half()).float()
+
+    return HalfPrecision(copy.deepcopy(model))
 
 
 def _require_onnx() -> None:

@@ -38,9 +38,9 @@ def tensorrt_available() -> str | None:
         return "the tensorrt package is not installed (pip install 'vidcolor[tensorrt]')"
     except Exception as exc:  # a broken install raises OSError/RuntimeError on import
         return f"tensorrt cannot be imported: {one_line(str(exc))}"
-    import torch
+    from vidcolor.engines import _cuda_visible
 
-    if not torch.cuda.is_available():
+    if not _cuda_visible():
         return "no CUDA GPU is visible"
     return None
 
