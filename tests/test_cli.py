@@ -413,9 +413,9 @@ def test_sigterm_while_the_model_loads(make_video, tmp_path):
     )
     maps = Path(f"/proc/{proc.pid}/maps")
     deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:  # torch is being loaded
+    while proc.poll() is None and time.monotonic() < deadline:  # the engine is being loaded
         with contextlib.suppress(OSError):
-            if "libtorch" in maps.read_text():
+            if "onnxruntime" in maps.read_text():
                 break
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)

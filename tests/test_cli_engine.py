@@ -104,7 +104,7 @@ def test_engine_clear_empties_a_cache_of_its_own(tmp_path, monkeypatch):
     run = run_cli("engine", "export", "--precision", "fp16")
     assert run.returncode == 0, run.stderr
     cleared = run_cli("engine", "clear")
-    assert cleared.returncode == 0 and "removed 2 files" in cleared.stdout
+    assert cleared.returncode == 0 and "removed 3 files" in cleared.stdout  # entry, sidecar, lock
     assert "(empty)" in run_cli("engine", "list").stdout
 
 

@@ -156,12 +156,52 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
     tiny_weights(weights, seed=1)  # the same file name, other weights: a new entry
     changed = cached_export(weights, "fp32")
     assert changed != first and len(calls) == 2
+    copy = tmp_path / "renamed copy.safetensors"
+    copy.write_bytes(weights.read_bytes())
+    assert cached_export(copy, "fp32") == changed and len(calls) == 2  # same bytes: a hit
     entries = cache.list_entries()
     assert {e.path for e in entries} == {first, fp16, changed}
     assert all(e.info["model_name"] == "tiny.safetensors" for e in entries)
     assert json.loads(first.with_name(first.name + ".json").read_text())["precision"] == "fp32"
-    files, size = cache.clear_entries()
-    assert files == 6 and size > 0 and cache.list_entries() == []
+    files, size = cache.clear_entries()  # each entry: the file, its sidecar, its lock
+    assert files == 9 and size > 0 and cache.list_entries() == []
+
+
+def test_a_damaged_or_replaced_entry_is_rebuilt_not_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    path = cached_export(weights, "fp32")
+    good = path.read_bytes()
+    for damage in (
+        lambda: path.write_bytes(good[: len(good) // 2]),  # truncated
+        lambda: path.write_bytes(good[:-4] + b"abcd"),  # other bytes
+        lambda: path.with_name(path.name + ".json").unlink(),  # no sidecar
+        lambda: path.with_name(path.name + ".json").write_text("{garbled"),
+    ):
+        damage()
+        assert cached_export(weights, "fp32") == path
+        recorded = json.loads(path.with_name(path.name + ".json").read_text())
+        assert recorded["sha256"] == cache.file_digest(path)  # rebuilt whole
+        onnx.checker.check_model(onnx.load(str(path)))
+        OnnxRuntimeEngine(weights, "fp32")  # loads
+
+
+def test_clear_deletes_only_what_vidcolor_wrote(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv(cache.CACHE_ENV, str(root))
+    cached_export(tiny_weights(tmp_path / "tiny.safetensors"), "fp32")
+    keep = [root / "notes.txt", root / "onnx" / "mine.onnx", root / "docs" / "thesis.docx"]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "a-0123456789abcdef0123.onnx").write_text("not ours")
+    (root / "tensorrt").symlink_to(victim)  # a symlinked kind folder is not followed
+    for path in keep:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("the user's")
+    files, _ = cache.clear_entries()
+    assert files == 3
+    assert all(path.read_text() == "the user's" for path in keep)
+    assert (victim / "a-0123456789abcdef0123.onnx").exists()
 
 
 def test_a_killed_export_leaves_no_entry_and_the_next_run_exports(tmp_path, monkeypatch):
@@ -178,25 +218,52 @@ def test_a_killed_export_leaves_no_entry_and_the_next_run_exports(tmp_path, monk
         with pytest.raises(KeyboardInterrupt):
             cached_export(weights, "fp32")
     folder = tmp_path / "cache" / "onnx"
-    assert [p.name for p in folder.iterdir()] == []  # no entry, no temporary file
+    assert [p.suffix for p in folder.iterdir()] == [".lock"]  # no entry, no temporary file
     path = cached_export(weights, "fp32")
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def test_unwritable_cache_is_one_line(tmp_path, monkeypatch):
+def test_two_runs_exporting_at_once_export_once(tmp_path):
+    """Separate processes (as two vidcolor commands): the second waits, then finds the entry."""
+    import subprocess
+    import sys
+
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    code = (
+        "import sys; from vidcolor.engines.export import cached_export; "
+        f"print(cached_export({str(weights)!r}, 'fp32'))"
+    )
+    env = dict(__import__("os").environ, VIDCOLOR_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for _ in range(2)
+    ]
+    results = [run.communicate(timeout=600) for run in runs]
+    assert all(run.returncode == 0 for run in runs), results
+    assert results[0][0] == results[1][0]
+    exports = sum(err.count("exporting") for _, err in results)
+    assert exports == 1, results
+
+
+def test_an_unusable_cache_falls_back_to_a_temporary_one_with_a_warning(
+    tmp_path, monkeypatch, caplog
+):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv(cache.CACHE_ENV, str(blocker / "cache"))
-    with pytest.raises(VidcolorError, match="VIDCOLOR_CACHE_DIR"):
-        cached_export(tiny_weights(tmp_path / "tiny.safetensors"), "fp32")
-
-
-def test_corrupt_cache_entry_is_one_line_naming_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
-    weights = tiny_weights(tmp_path / "tiny.safetensors")
-    cached_export(weights, "fp32").write_bytes(b"garbage")
-    with pytest.raises(VidcolorError, match="engine clear"):
-        OnnxRuntimeEngine(weights, "fp32")
+    monkeypatch.setenv(cache.CACHE_ENV, str(blocker))
+    monkeypatch.setattr(cache, "_fallback", None)
+    with caplog.at_level("WARNING"):
+        path = cached_export(tiny_weights(tmp_path / "tiny.safetensors"), "fp32")
+    assert "cannot be created (not a directory): using a temporary one" in caplog.text
+    assert not path.is_relative_to(blocker) and path.is_file()
+    assert blocker.read_text() == "not a folder"
 
 
 # --- int8 ----------------------------------------------------------------------------------

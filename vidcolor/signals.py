@@ -41,7 +41,19 @@ def install_interrupt_handlers() -> None:
             signal.signal(signum, _first_signal)
 
 
+_received: int | None = None
+
+
+def received() -> int | None:
+    """The signal that asked the run to stop, if one has: a library that turned our
+    ``Interrupted`` into its own error (pybind11 makes it an ImportError) can be told apart
+    from a real failure."""
+    return _received
+
+
 def _first_signal(signum: int, frame: FrameType | None) -> None:
+    global _received
+    _received = signum
     for other in HANDLED:
         if signal.getsignal(other) is not signal.SIG_IGN:
             signal.signal(other, _later_signal)

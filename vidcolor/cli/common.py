@@ -111,7 +111,11 @@ def engine_options(command: F) -> F:
     """--device, --backend and --precision: which engine colourises (see vidcolor.engines)."""
     options = [
         click.option(
-            "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+            "--device",
+            default="auto",
+            show_default=True,
+            callback=_check_device,
+            help="auto, cpu, cuda or cuda:N.",
         ),
         click.option(
             "--backend",
@@ -132,3 +136,10 @@ def engine_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A misspelt device is a command-line mistake (exit 2), like a misspelt backend."""
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise click.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N")

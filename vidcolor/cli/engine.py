@@ -53,22 +53,27 @@ def export_command(
     overwrite: bool,
 ) -> None:
     """Export MODEL to ONNX (dynamic batch, height and width), checked, into the cache."""
-    from vidcolor.atomic import atomic_output, check_writable_target
+    from vidcolor.atomic import atomic_output, check_output_path
     from vidcolor.engines import check_weights
     from vidcolor.engines.export import cached_export
 
     weights = check_weights(model)
     if output is not None:
-        check_writable_target(output, overwrite)
+        check_output_path(weights, output, overwrite)  # never onto the model itself
     options = {"calibration": calibration} if precision == "int8" else {}
     if calibration is not None and precision != "int8":
         raise VidcolorError("--calibration is for --precision int8 only")
     path = cached_export(weights, precision, **options)
     if output is not None:
         with atomic_output(output, overwrite) as tmp:
-            shutil.copyfile(path, tmp)
+            try:
+                shutil.copyfile(path, tmp)
+            except OSError as exc:
+                raise VidcolorError(
+                    f"{one_line(str(output))}: cannot write ({(exc.strerror or str(exc)).lower()})"
+                ) from None
         path = output
-    click.echo(str(path))
+    click.echo(one_line(str(path)))
 
 
 @engine_command.command("build", context_settings=_CONTEXT)
@@ -87,8 +92,12 @@ def build_command(model: Path | None, device: str, batch_size: int, render_size:
     from vidcolor.engines import check_weights
     from vidcolor.engines.tensorrt_engine import Profile, TensorRTEngine
 
+    if not device.startswith("cuda"):
+        raise click.BadParameter(
+            f"{device!r}: TensorRT runs on cuda or cuda:N", param_hint="--device"
+        )
     engine = TensorRTEngine(check_weights(model), device, batch_size, render_size)
-    click.echo(str(engine.engine_file(Profile.for_run(batch_size, render_size)).path))
+    click.echo(one_line(str(engine.engine_file(Profile.for_run(batch_size, render_size)).path)))
 
 
 @engine_command.command("list", context_settings=_CONTEXT)
@@ -104,11 +113,13 @@ def list_command() -> None:
     for item in entries:
         info = item.info
         what = info.get("kind", "?")
+        if "calibration" in info:
+            what += f" (calibration {str(info['calibration'])[:8]})"
         if what == "tensorrt":
             what += f" {info.get('gpu', '?')} (sm {info.get('compute_capability', '?')})"
         size_mb = item.path.stat().st_size / 1e6
         click.echo(
-            f"{what:10s} {info.get('precision', '?'):5s} {size_mb:7.1f} MB  "
+            f"{info.get('precision', '?'):5s} {size_mb:7.1f} MB  {what:28s} "
             f"{one_line(str(info.get('model_name', '?')))}  {one_line(item.path.name)}"
         )
 
@@ -118,7 +129,7 @@ def clear_command() -> None:
     """Delete every cached export and engine (they are rebuilt when next needed)."""
     from vidcolor.engines.cache import cache_dir, clear_entries
 
-    files, size = clear_entries()
+    files, size = clear_entries()  # only what vidcolor wrote there
     click.echo(f"removed {files} files ({size / 1e6:.1f} MB) from {one_line(str(cache_dir()))}")
 
 
@@ -126,7 +137,7 @@ def clear_command() -> None:
 @click.argument("data", nargs=-1, required=True, type=NON_EMPTY_PATH)
 @click.option("-o", "--output", required=True, type=NON_EMPTY_PATH, help="The .tar to write.")
 @click.option("--photos", default=256, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def calibration_command(
     data: tuple[Path, ...], output: Path, photos: int, seed: int, overwrite: bool
@@ -143,4 +154,4 @@ def calibration_command(
     for path in data:
         EvalSource(path)  # each must exist and hold photos, before any is read
     count = make_calibration_set(list(data), output, photos, seed, overwrite)
-    click.echo(f"{output}: {count} photos")
+    click.echo(one_line(f"{output}: {count} photos"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +59,9 @@ def choose_engine(
     elif backend == "onnxruntime":
         if device.startswith("cuda"):
             raise VidcolorError("the onnxruntime backend runs on the CPU; use --device cpu")
-        _require_modules(ONNX_MODULES)
+        problem = _onnx_problem()
+        if problem is not None:
+            raise VidcolorError(f"--backend onnxruntime is not usable here: {problem}")
         device = "cpu"
     elif backend == "tensorrt":
         from vidcolor.engines.tensorrt_engine import tensorrt_available
@@ -102,13 +105,27 @@ def _auto_backend(device: str, precision: str) -> tuple[str, str]:
             raise VidcolorError(f"--device {device} asked for, but no CUDA GPU is visible")
     cpu_backend = CPU_DEFAULT[0]
     if _runs(cpu_backend, precision):
-        missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
-        if not missing:
+        problem = _onnx_problem()
+        if problem is None:
             return cpu_backend, "cpu"
-        log.warning(
-            "%s not installed: colourising with PyTorch on the CPU (slower)", ", ".join(missing)
-        )
+        log.warning("%s: colourising with PyTorch on the CPU (slower)", problem)
     return "torch", "cpu"
+
+
+def _onnx_problem() -> str | None:
+    """None when ONNX export and ONNX Runtime work here, else why not (one line)."""
+    missing = [m for m in ONNX_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed (pip install {' '.join(missing)})"
+    from vidcolor.signals import Interrupted, received
+
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception as exc:  # a broken install: ImportError, OSError from its library
+        if received() is not None:  # a signal during the import, not a broken install
+            raise Interrupted(received()) from None
+        return f"onnxruntime cannot be imported ({one_line(str(exc)) or type(exc).__name__})"
+    return None
 
 
 def _runs(kind: str, precision: str) -> bool:
@@ -132,14 +149,6 @@ def nvidia_driver_present() -> bool:
     return Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()
 
 
-def _require_modules(modules: tuple[str, ...]) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise VidcolorError(
-            f"--backend onnxruntime needs {', '.join(missing)}: pip install {' '.join(missing)}"
-        )
-
-
 def load_engine(
     weights: Path | None = None,
     device: str = "auto",
@@ -154,6 +163,7 @@ def load_engine(
     ``batch_size`` and ``render_size`` size TensorRT's optimisation profile; other backends
     take any shape. ``threads`` caps a CPU engine's threads (default: the usable CPUs).
     """
+    _check_arguments(device, batch_size, render_size, threads)
     path = check_weights(weights)
     choice = choose_engine(backend, device, precision)
     if choice.backend == "onnxruntime":
@@ -169,8 +179,25 @@ def load_engine(
     return TorchEngine(path, choice.device, choice.precision)
 
 
+def _check_arguments(
+    device: object, batch_size: object, render_size: object, threads: object
+) -> None:
+    """The API's arguments, checked as the CLI's options are: one VidcolorError line each."""
+    if not isinstance(device, str):
+        raise VidcolorError(f"device must be a string (auto, cpu, cuda[:N]), not {device!r}")
+    for name, value, least in (("batch_size", batch_size, 1), ("render_size", render_size, 32)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise VidcolorError(f"{name} must be an integer of at least {least}, not {value!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise VidcolorError(f"threads must be a positive integer or None, not {threads!r}")
+
+
 def check_weights(weights: Path | None) -> Path:
     """The weights file to load (the shipped default when None), readable, or one clear error."""
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise VidcolorError(f"model weights must be a path, not {weights!r}")
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
         raise VidcolorError(f"model weights not found: {one_line(str(path))}")

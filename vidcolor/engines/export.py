@@ -42,7 +42,7 @@ def export_key(
 
     parts: dict[str, Any] = {
         "model": cache.file_digest(weights),
-        "model_name": Path(weights).name,
+        "model_name": Path(weights).name,  # shown by `engine list`, not part of the key
         "precision": precision,
         "opset": OPSET,
         "torch": version("torch"),
@@ -61,16 +61,16 @@ def cached_export(weights: Path, precision: str = "fp32", **quantize_options: An
         from vidcolor.engines.quantize import cached_int8
 
         return cached_int8(weights, **quantize_options)
-    item = cache.entry("onnx", Path(weights).stem, export_key(weights, precision), ".onnx")
-    if item.path.is_file():
-        return item.path
-    from vidcolor.models.weights import load_generator
+    item = cache.entry("onnx", export_key(weights, precision), ".onnx")
 
-    model = load_generator(weights)
-    _note(f"exporting {Path(weights).name} to ONNX ({precision}), once for this model")
-    with cache.writing(item) as tmp:
+    def build(tmp: Path) -> None:
+        from vidcolor.models.weights import load_generator
+
+        model = load_generator(weights)
+        note(f"exporting {Path(weights).name} to ONNX ({precision}), once for this model")
         export_onnx(model, tmp, half=precision == "fp16")
-    return item.path
+
+    return cache.get_or_build(item, build)
 
 
 def export_onnx(model: Any, path: Path, half: bool = False) -> None:
@@ -178,5 +178,7 @@ class _quiet_exporter:
         self._warnings.__exit__(*exc)
 
 
-def _note(message: str) -> None:
-    print(f"vidcolor: {message}", file=sys.stderr, flush=True)
+def note(message: str) -> None:
+    """A line on stderr about slow one-off work (not shown with -q, which raises the log level)."""
+    if logging.getLogger().isEnabledFor(logging.WARNING):
+        print(f"vidcolor: {one_line(message)}", file=sys.stderr, flush=True)

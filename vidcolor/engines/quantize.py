@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from vidcolor.engines import cache
-from vidcolor.engines.export import INPUT_NAME, cached_export, export_key
+from vidcolor.engines.export import INPUT_NAME, cached_export, export_key, note
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
@@ -72,17 +72,15 @@ def cached_int8(
             "reduce_range": reduce_range,
         },
     )
-    item = cache.entry("onnx", Path(weights).stem, parts, ".onnx")
-    if item.path.is_file():
-        return item.path
-    fp32 = cached_export(weights, "fp32")
-    planes = calibration_planes(source, photos, render_size)
-    from vidcolor.engines.export import _note
+    item = cache.entry("onnx", parts, ".onnx")
 
-    _note(f"calibrating the int8 engine on {len(planes)} photos, once for this model")
-    with cache.writing(item) as tmp:
+    def build(tmp: Path) -> None:
+        fp32 = cached_export(weights, "fp32")
+        planes = calibration_planes(source, photos, render_size)
+        note(f"calibrating the int8 engine on {len(planes)} photos, once for this model")
         quantize(fp32, tmp, planes, reduce_range)
-    return item.path
+
+    return cache.get_or_build(item, build)
 
 
 def quantize(fp32: Path, output: Path, planes: list[np.ndarray], reduce_range: bool) -> None:

@@ -125,24 +125,25 @@ class TensorRTEngine:
     def engine_file(self, profile: Profile) -> cache.CacheEntry:
         gpu, capability = self._gpu()
         key = engine_key(self.weights, profile, self._trt.__version__, gpu, capability)
-        return cache.entry("tensorrt", self.weights.stem, key, ".engine")
+        return cache.entry("tensorrt", key, ".engine")
 
     def _ensure(self, profile: Profile) -> tuple[Profile, Any, Any]:
         for held in self._contexts:
             if held[0] == profile:
                 return held
         item = self.engine_file(profile)
-        if not item.path.is_file():
-            from vidcolor.engines.export import _note
 
-            _note(f"building the TensorRT engine for {self.weights.name}, once for this GPU")
-            serialized = self._build(profile)
-            with cache.writing(item) as tmp:
-                tmp.write_bytes(serialized)
-        engine = self._runtime.deserialize_cuda_engine(item.path.read_bytes())
+        def build(tmp: Path) -> None:
+            from vidcolor.engines.export import note
+
+            note(f"building the TensorRT engine for {self.weights.name}, once for this GPU")
+            tmp.write_bytes(self._build(profile))
+
+        path = cache.get_or_build(item, build)
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise VidcolorError(
-                f"TensorRT cannot load {one_line(str(item.path))} "
+                f"TensorRT cannot load {one_line(str(path))} "
                 "(vidcolor engine clear removes the cache)"
             )
         context = engine.create_execution_context()
@@ -176,15 +177,13 @@ class TensorRTEngine:
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
             raise VidcolorError("TensorRT could not build an engine for this model on this GPU")
-        timing_item = cache.CacheEntry(timing_path, {"kind": "tensorrt-timing"})
-        with cache.writing(timing_item, replace=True) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        cache.replace_file(timing_path, bytes(config.get_timing_cache().serialize()))
         return bytes(serialized)
 
     def _timing_cache_path(self) -> Path:
         gpu, capability = self._gpu()
         key = cache.entry_key({"tensorrt": self._trt.__version__, "gpu": gpu, "cc": capability})
-        return cache.cache_dir() / "tensorrt" / f"timing-{key}.cache"
+        return cache.usable_dir("tensorrt") / f"timing-{key}.cache"
 
     # --- running ------------------------------------------------------------------------
 
