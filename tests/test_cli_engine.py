@@ -119,3 +119,20 @@ def test_engine_calibration_set_from_a_folder(tmp_path, make_image):
     with tarfile.open(out) as tar:
         names = tar.getnames()
     assert names == ["0000.jpg", "0001.jpg", "0002.jpg"]
+
+
+def test_misspelt_device_is_a_usage_error(sample_films, tmp_path):
+    run = run_cli(sample_films["cfr29"], "-o", tmp_path / "o.mp4", "--device", "gpu")
+    assert run.returncode == 2 and "use auto, cpu, cuda or cuda:N" in run.stderr
+
+
+def test_engine_export_never_overwrites_the_model(tmp_path):
+    import shutil
+
+    from vidcolor.models.shipped import default_weights
+
+    model = tmp_path / "model.safetensors"
+    shutil.copyfile(default_weights(), model)
+    run = run_cli("engine", "export", model, "-o", model, "--overwrite")
+    assert run.returncode == 1 and "would overwrite the input" in run.stderr
+    assert model.read_bytes() == default_weights().read_bytes()

@@ -178,3 +178,19 @@ def test_torch_cuda_engine_matches_the_cpu(precision, torch_engine):
     batch = np.linspace(0, 100, 2 * 96 * 128, dtype=np.float32).reshape(2, 1, 96, 128)
     tolerance = {"fp32": 1e-2, "fp16": 1.0, "bf16": 3.0}[precision]
     assert np.abs(engine.infer(batch) - torch_engine.infer(batch)).mean() < tolerance
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be an integer of at least 1"),
+        ({"render_size": -5}, "render_size must be an integer of at least 32"),
+        ({"threads": -1}, "threads must be a positive integer"),
+        ({"threads": "2"}, "threads must be a positive integer"),
+        ({"device": None}, "device must be a string"),
+        ({"weights": 123}, "model weights must be a path"),
+    ],
+)
+def test_load_engine_refuses_bad_arguments_in_one_line(kwargs, message):
+    with pytest.raises(VidcolorError, match=message):
+        load_engine(**kwargs)
