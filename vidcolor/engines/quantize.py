@@ -11,6 +11,7 @@ the cache key, so a cache moved to another CPU never serves the wrong variant.
 from __future__ import annotations
 
 import io
+import logging
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -25,8 +26,11 @@ from vidcolor.engines.export import INPUT_NAME, cached_export, export_key, note
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
+log = logging.getLogger(__name__)
+
 CALIBRATION_FILE = "calibration.tar"
 CALIBRATION_PHOTOS = 256
+FEW_PHOTOS = 32  # fewer calibration photos than this get a warning
 # Shipped calibration photos are stored at the render size's short side (grey JPEG, quality 90).
 CALIBRATION_SIDE = DEFAULT_RENDER_SIZE
 
@@ -78,6 +82,11 @@ def cached_int8(
         fp32 = cached_export(weights, "fp32")
         planes = calibration_planes(source, photos, render_size)
         note(f"calibrating the int8 engine on {len(planes)} photos, once for this model")
+        if len(planes) < FEW_PHOTOS:
+            log.warning(
+                "only %d calibration photos: int8 ranges from a few hundred are steadier",
+                len(planes),
+            )
         quantize(fp32, tmp, planes, reduce_range)
 
     return cache.get_or_build(item, build)
