@@ -28,16 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from vidcolor.batch.inputs import Item
+from vidcolor.hashing import file_sha256 as sha256_of
 
 LEDGER = Path(".vidcolor-batch") / "ledger.jsonl"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vidcolor.errors import VidcolorError, one_line
+from vidcolor.hashing import file_sha256 as file_digest  # what identifies a model
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,6 @@ def _unusable(folder: Path) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return "is not writable"
     return None
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (hex): what identifies a model, whatever its name."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def entry_key(parts: Mapping[str, Any]) -> str:
