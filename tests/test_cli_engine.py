@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import FAST_RENDER, film_facts, run_cli
+from conftest import FAST_RENDER, film_facts, run_cli
 
 
 @pytest.mark.parametrize(
