@@ -16,7 +16,6 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -208,10 +207,10 @@ def make_calibration_set(
     return len(chosen)
 
 
-def _grey_uint8(pixels: np.ndarray) -> Any:
-    from vidcolor.color import as_float_rgb, luminance
+def _grey_uint8(pixels: np.ndarray) -> np.ndarray:
+    from vidcolor.color import luminance
 
-    lum = luminance(as_float_rgb(pixels))
+    lum = luminance(pixels)  # takes any image itself (and grey ones by the fast table)
     height, width = lum.shape
     scale = CALIBRATION_SIDE / min(height, width)
     if scale < 1:
