@@ -152,7 +152,10 @@ def _video_job(
     codec_profile(options.encode)  # a bad codec is refused before the model loads
     engine = _engine(engine, device)
     reader = VideoReader(
-        source, max_pixels=options.max_pixels, allow_truncated=options.allow_truncated
+        source,
+        max_pixels=options.max_pixels,
+        allow_truncated=options.allow_truncated,
+        threads=options.threads,
     )
     with reader, atomic_output(output, overwrite=options.overwrite) as tmp:
         if on_start is not None:

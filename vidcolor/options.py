@@ -48,6 +48,7 @@ class EncodeSettings:
     codec: str = "h264"
     crf: int | None = None
     preset: str = "medium"
+    threads: int | None = None  # encoder threads; None: FFmpeg's choice (all cores)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,9 @@ class RunOptions:
     temporal: bool = True  # steady colour along the motion, reset at cuts (films only)
     temporal_strength: float = DEFAULT_TEMPORAL_STRENGTH
     temporal_warmup: int = DEFAULT_TEMPORAL_WARMUP
+    # Decoder threads (and the encoder's, in ``encode``); None: FFmpeg's choice. A batch worker
+    # of N threads sets N, so that N workers share a machine's cores instead of fighting.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.render_size < 32:
@@ -79,6 +83,8 @@ class RunOptions:
                 f"temporal strength must be 0..{MAX_TEMPORAL_STRENGTH:g}, "
                 f"not {self.temporal_strength}"
             )
+        if self.threads is not None and self.threads < 1:
+            raise VidcolorError(f"threads must be at least 1, not {self.threads}")
         if self.temporal_warmup < 0:
             raise VidcolorError(f"temporal warm-up must be at least 0, not {self.temporal_warmup}")
 

@@ -192,12 +192,16 @@ def run_film(
     engine: Engine,
     options: RunOptions,
     on_frame: Callable[[], None] | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> int:
     """Colourise a whole film from ``reader`` into ``writer``; returns the frames written.
 
     The one place a film is wired, for the API, the CLI and batch workers alike. On success
     the writer is finished; on any failure it is aborted. Either way every stage thread has
     stopped before this returns, so the caller may then close the reader.
+
+    ``frames`` ``(first, end)``: a chunk of a film, read with warm-up frames around it (see
+    ``vidcolor.batch.chunks``); only frames ``first..end-1`` are written.
     """
     depth = np.uint16 if writer.high_bit_depth else np.uint8
     try:
@@ -211,7 +215,8 @@ def run_film(
                 from vidcolor.temporal import smooth_stage, temporal_settings
 
                 settings = temporal_settings(options)
-                colorized = threads.start(smooth_stage(colorized, settings), "smooth")
+                first, end = frames if frames is not None else (0, None)
+                colorized = threads.start(smooth_stage(colorized, settings, first, end), "smooth")
             rendered = join_stage(colorized, depth, engine.device, options.batch_size)
             encode_stage(rendered, writer, on_frame)
         writer.close()

@@ -60,12 +60,13 @@ def plan_jobs(inputs: Sequence[Path], output: Path, codec: str | None = None) ->
         else:
             plan.jobs.append((path, output / path.name))
     if codec is not None:
-        plan.jobs = [(source, _holding(target, codec)) for source, target in plan.jobs]
+        plan.jobs = [(source, output_for_codec(target, codec)) for source, target in plan.jobs]
     _refuse_clashes(plan.jobs)
     return plan
 
 
-def _holding(target: Path, codec: str) -> Path:
+def output_for_codec(target: Path, codec: str) -> Path:
+    """``target``, or ``.mkv`` in its place when its container cannot hold ``codec`` video."""
     from vidcolor.media.encode import container_holds
 
     suffix = target.suffix.lower()

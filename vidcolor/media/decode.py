@@ -18,13 +18,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from vidcolor.color import as_float_rgb, luminance, rgb_to_lab
 from vidcolor.errors import VidcolorError
+from vidcolor.media.probe import is_cover_art
 from vidcolor.options import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from vidcolor.media.index import FilmIndex
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +107,14 @@ def _rotation(first: av.VideoFrame) -> float:
     return float(first.rotation or 0)
 
 
-def is_cover_art(stream: av.stream.Stream) -> bool:
-    """An attached picture (album or film cover): one still in a video stream, not a film."""
-    return bool(stream.disposition & av.stream.Disposition.attached_pic)
-
-
 class VideoReader:
-    """Open a film and iterate its frames from ``start_frame`` (seeking to the nearest keyframe).
+    """Open a film and iterate its frames ``[start_frame, end_frame)`` (seeking to the keyframe
+    before ``start_frame``; ``index``, the film's frame index, saves a demux pass to find it).
 
     ``max_pixels`` bounds the frame size (a tiny file can declare gigabytes a frame);
     ``allow_truncated`` turns "the film ends before its header says" into a logged warning;
-    ``chroma`` keeps each frame's a,b beside its L (to steady a film that is already in colour).
+    ``chroma`` keeps each frame's a,b beside its L (to steady a film that is already in colour);
+    ``threads`` caps the decoder's threads (default: FFmpeg's choice).
     """
 
     def __init__(
@@ -120,13 +122,19 @@ class VideoReader:
         path: Path,
         start_frame: int = 0,
         *,
+        end_frame: int | None = None,
+        index: FilmIndex | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         allow_truncated: bool = False,
         chroma: bool = False,
+        threads: int | None = None,
     ):
         self.path = path
+        self.threads = threads
         self.chroma = chroma
         self.start_frame = start_frame
+        self.end_frame = end_frame
+        self.index = index
         self.max_pixels = max_pixels
         self.allow_truncated = allow_truncated
         self._open()
@@ -158,6 +166,8 @@ class VideoReader:
             self.container.close()
             raise
         self.stream.thread_type = "AUTO"
+        if self.threads:
+            self.stream.codec_context.thread_count = self.threads
         # Later frames may change size: the decoder refuses to allocate ones far over the limit
         # (it counts padded sizes, hence the room), the loop below the rest.
         limit = min(2 * self.max_pixels + 65536, _INT_MAX)
@@ -234,21 +244,16 @@ class VideoReader:
     def _start_pts(self) -> int | None:
         """pts of ``start_frame``, whatever the frame rate; None means 'from the beginning'.
 
-        A demux-only pass (no decoding) lists the video packets' pts: the k-th smallest is the
-        pts of frame k, exact for variable rates and films whose first pts is not 0.
+        The film index (one demux-only pass, no decoding) lists the frames' pts in display
+        order: exact for variable rates and films whose first pts is not 0.
         """
         if self.start_frame <= 0:
             return None
-        try:
-            with av.open(str(self.path), metadata_errors="ignore") as container:
-                stream = container.streams[self.stream.index]
-                stamps = sorted(
-                    packet.pts
-                    for packet in container.demux(stream)
-                    if packet.pts is not None and packet.size > 0 and not packet.is_discard
-                )
-        except (av.FFmpegError, OSError) as exc:
-            raise VidcolorError(f"{self.path}: cannot read video ({_reason(exc)})") from exc
+        if self.index is None:
+            from vidcolor.media.index import build_film_index
+
+            self.index = build_film_index(self.path)
+        stamps = self.index.frame_pts
         if stamps:
             if self.start_frame >= len(stamps):
                 return stamps[-1] + 1  # past the last frame: nothing to decode
@@ -270,6 +275,10 @@ class VideoReader:
             self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
         info = self.info
         index = max(self.start_frame, 0)
+        end_frame = self.end_frame
+        if end_frame is not None and index >= end_frame:
+            return
+        start_seconds = None if target is None else target * info.time_base
         pending = CopiedPackets()
         depth_fmt = "rgb48le" if info.bit_depth > 8 else "rgb24"
         copied = {s.index for s in self.copied_streams}
@@ -288,7 +297,8 @@ class VideoReader:
                     stream_end = max(stream_end, end)
                 if packet.stream.index in copied:
                     timeline.shift_packet(packet, copied=True)
-                    if packet.dts is not None and packet.size > 0 and target is None:
+                    wanted = start_seconds is None or _starts_by(packet, start_seconds)
+                    if packet.dts is not None and packet.size > 0 and wanted:
                         pending.packets.append(packet)
                     continue
                 if packet.stream.index != video:
@@ -333,6 +343,8 @@ class VideoReader:
                     else:
                         yield DecodedFrame(index, pts, luminance(rgb))
                     index += 1
+                    if end_frame is not None and index >= end_frame:
+                        return  # a chunk's last frame: the rest of the film is another's
         except av.FFmpegError as exc:
             raise VidcolorError(
                 f"{self.path}: video is corrupt at frame {index} ({_reason(exc)})"
@@ -341,6 +353,27 @@ class VideoReader:
             yield pending
         unshown = discarded + max(nulls, self._null_frames)
         self._check_end(index, unshown, stream_end, target, last_corrupt)
+
+    def copied_packets(self) -> Iterator[av.Packet]:
+        """The audio and subtitle packets alone, timed as ``frames()`` gives them, decoding
+        nothing: to mux the source's sound into a film joined from chunks."""
+        with av.open(str(self.path), metadata_errors="ignore") as container:
+            copied = {s.index for s in self.copied_streams}
+            video = self.stream.index
+            timeline = _Timeline(self.path, container.streams[video], self.info.frame_step)
+            try:
+                for packet in container.demux():
+                    if packet.size == 0 and packet.pts is None and packet.dts is None:
+                        continue
+                    index = packet.stream.index
+                    if index in copied:
+                        timeline.shift_packet(packet, copied=True)
+                        if packet.dts is not None and packet.size > 0:
+                            yield packet
+                    elif index == video and packet.size > 0:
+                        timeline.shift_packet(packet, copied=False)
+            except av.FFmpegError as exc:
+                raise VidcolorError(f"{self.path}: cannot read ({_reason(exc)})") from exc
 
     def _check_end(
         self,
@@ -519,6 +552,12 @@ def _cut_transport_packet(path: Path) -> int | None:
         ):
             return packet if size % packet else None
     return None
+
+
+def _starts_by(packet: av.Packet, seconds: Fraction) -> bool:
+    """Whether a copied packet plays from ``seconds`` on (sound of a film read from a frame)."""
+    pts = packet.pts if packet.pts is not None else packet.dts
+    return pts is None or not packet.time_base or pts * packet.time_base >= seconds
 
 
 def _end_pts(stream: av.video.stream.VideoStream) -> int | None:

@@ -305,6 +305,8 @@ class VideoWriter:
         if profile.encoder == "libsvtav1":
             os.environ.setdefault("SVT_LOG", "1")  # errors only: SVT prints its setup on stderr
         stream.options = options
+        if settings.threads:
+            stream.codec_context.thread_count = settings.threads
         if info.rotation:
             stream.set_display_rotation(info.rotation)
         return stream
@@ -411,11 +413,15 @@ class VideoWriter:
         for packet in self.stream.encode(frame):
             if packet.pts is not None:
                 packet.duration = self._durations.pop(packet.pts, packet.duration)
-            if self._first_dts is None:
-                self._first_dts = packet.dts
-            if self._queued is not None:
-                self.container.mux(self._queued)
-            self._queued = packet
+            self._mux_video(packet)
+
+    def _mux_video(self, packet: av.Packet) -> None:
+        """Mux a video packet, holding back the last one: its duration is set on closing."""
+        if self._first_dts is None:
+            self._first_dts = packet.dts
+        if self._queued is not None:
+            self.container.mux(self._queued)
+        self._queued = packet
 
     def _closing_duration(self, packet: av.Packet) -> int:
         """Duration of an mp4's last sample in decode order.
@@ -482,17 +488,74 @@ class VideoWriter:
                 self._encode(self._held, duration)
                 self._held = None
             self._encode(None)
-            if self._queued is not None:
-                if self._mp4:
-                    self._queued.duration = self._closing_duration(self._queued)
-                self.container.mux(self._queued)
-                self._queued = None
-            self.container.close()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._queued is not None:
+            if self._mp4:
+                self._queued.duration = self._closing_duration(self._queued)
+            self.container.mux(self._queued)
+            self._queued = None
+        self.container.close()
 
     def abort(self) -> None:
         """Close without finishing, after a failure: never raises a second error."""
         with contextlib.suppress(av.FFmpegError, OSError):
             self.container.close()
+
+
+class PacketJoiner(VideoWriter):
+    """A film written from encoded chunks by copying their packets: no re-encode.
+
+    The container is set up as ``VideoWriter`` sets it up (faststart, time scale, rotation,
+    copied streams), with the video stream taken from the first chunk's.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        settings: EncodeSettings,
+        copied_streams: list[av.stream.Stream],
+        template: av.video.stream.VideoStream,
+        label: Path | None = None,
+    ):
+        self._template = template
+        super().__init__(path, info, settings, copied_streams, label)
+
+    def _add_video_stream(
+        self, profile: CodecProfile, settings: EncodeSettings, fmt: str
+    ) -> av.video.stream.VideoStream:
+        try:
+            stream = self.container.add_stream_from_template(
+                self._template, rate=self.info.nominal_rate
+            )
+        except ValueError as exc:
+            raise VidcolorError(f"{self.label}: cannot hold the chunks' video ({exc})") from exc
+        stream.time_base = self.info.time_base
+        if self.info.rotation:
+            stream.set_display_rotation(self.info.rotation)
+        return stream
+
+    def _start(self, settings: EncodeSettings) -> None:
+        try:
+            self.container.start_encoding()
+        except (av.FFmpegError, OSError) as exc:
+            raise VidcolorError(f"{self.label}: cannot write ({self._why(exc)})") from exc
+
+    def mux_frame(self, packet: av.Packet, duration: int) -> None:
+        """Mux one encoded frame of a chunk; ``duration`` in the packet's time base."""
+        packet.stream = self.stream
+        packet.duration = duration
+        with self._writing():
+            self._mux_video(packet)
+        self.frames_written += 1
+
+    def finish(self, first_pts: int, end_pts: int) -> None:
+        """Finish the file; the film's frames span ``[first_pts, end_pts)`` (source time base)."""
+        self._first_pts, self._end_pts = first_pts, end_pts
+        with self._writing():
+            self._finish()
 
 
 def _codec_names(stream: av.stream.Stream) -> set[str]:

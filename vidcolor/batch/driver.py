@@ -1,0 +1,478 @@
+"""The batch driver: Ray actors colourise an archive; the driver plans, publishes, reports.
+
+``run_batch`` expands the inputs into items, skips what the ledger in OUTDIR says is done,
+starts a pool of ``ColorizeWorker`` actors (one per GPU, or CPU actors of a stated thread
+count), and feeds them rows: a still or a short film whole; a long film first planned (its
+index, built once), then its chunks on every actor at once, then joined by packet copy. Each
+finished file is published and recorded by the driver alone (temporary name, then rename), so
+a kill at any moment loses at most the rows in flight, and re-running finishes the job.
+
+Failure isolation: a bad file comes back as a failed row; a worker that dies (a crash in a
+decoder, the out-of-memory killer) is restarted by Ray and its row retried ``MAX_TASK_RETRIES``
+times, then recorded as failed. The exit status counts failures; the JSON report names them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vidcolor.batch.chunks import Chunk
+from vidcolor.batch.inputs import Item, expand_inputs
+from vidcolor.batch.ledger import LEDGER, Ledger
+from vidcolor.batch.worker import ColorizeWorker, Done, EngineChoice, Failed, Outcome, Planned
+from vidcolor.errors import VidcolorError, one_line
+from vidcolor.options import RunOptions
+
+log = logging.getLogger(__name__)
+
+STATE = LEDGER.parent  # OUTDIR/.vidcolor-batch: ledger, lock, chunks, temporary files
+REPORT = "vidcolor-report.json"
+# A row whose worker process dies is run again this many times (on a restarted worker).
+MAX_TASK_RETRIES = 2
+# Rows queued on each actor beyond the one it runs: the next file is ready when one ends.
+ROWS_AHEAD = 1
+DEFAULT_CHUNK_SECONDS = 60.0
+# The object store holds rows and film indexes only (a 10-minute reel: about 120 kB).
+LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
+
+
+@dataclass
+class BatchSettings:
+    """How the job runs on Ray (what to colourise and how is ``RunOptions``)."""
+
+    address: str | None = None  # None: RAY_ADDRESS, else a local Ray started for the job
+    workers: int | None = None  # None: one per GPU, else one per ``threads`` CPUs
+    threads: int = 1  # CPU threads per CPU worker
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    gpus_per_worker: float = 1.0
+    runtime_env: dict[str, Any] | None = None  # for the Ray job (tests add hooks here)
+
+
+@dataclass
+class Report:
+    outdir: str
+    items: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    ray_start_seconds: float = 0.0
+    workers: list[dict[str, str]] = field(default_factory=list)
+    address: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return (
+            f"{self.done} done, {self.skipped} already done{failed} of {self.items} items "
+            f"-> {self.outdir}: {self.frames} frames in {self.seconds:.1f} s "
+            f"({self.fps:.1f} fps) on {len(self.workers)} workers"
+        )
+
+    def write(self, outdir: Path) -> Path:
+        data = dataclasses.asdict(self)
+        data["fps"] = round(self.fps, 2)
+        path = outdir / REPORT
+        tmp = outdir / STATE / f"{REPORT}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Film:
+    """A long film in flight: its index in the object store and its chunks' state."""
+
+    item: Item
+    index_ref: Any
+    index: Any
+    chunks: list[Chunk]
+    parts: dict[str, Path]
+    left: set[str]
+    failed: bool = False
+
+
+@dataclass
+class _Row:
+    kind: str  # "start", "chunk" or "join"
+    item: Item
+    chunk: Chunk | None = None
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+def run_batch(
+    inputs: Sequence[str],
+    outdir: Path,
+    options: RunOptions,
+    choice: EngineChoice,
+    settings: BatchSettings,
+    progress: Callable[[Report, int], None] | None = None,
+    on_message: Callable[[str], None] | None = None,
+) -> Report:
+    """Colourise every input into ``outdir``; returns the report (also written there)."""
+    outdir = Path(outdir)
+    _make_outdir(outdir)
+    say = on_message or (lambda line: log.warning("%s", line))
+    with _exclusive(outdir):
+        expansion = expand_inputs(list(inputs), outdir)
+        report = Report(outdir=str(outdir), items=len(expansion.items) + len(expansion.failures))
+        for line in expansion.failures:
+            report.failed.append({"input": "", "error": one_line(line)})
+            say(f"error: {one_line(line)}")
+        ledger = Ledger(outdir, _options_key(options, choice))
+        _clear_temporary(outdir)
+        todo = []
+        for item in expansion.items:
+            item = _with_output_suffix(item, options)
+            if ledger.is_done(item):
+                report.skipped += 1
+            elif (outdir / item.output).exists() and not options.overwrite:
+                error = f"{outdir / item.output}: exists (use --overwrite to replace it)"
+                report.failed.append({"input": item.label, "error": one_line(error)})
+                ledger.fail(item, error)
+                say(f"error: {one_line(error)}")
+            else:
+                todo.append(item)
+        started = time.perf_counter()
+        if todo:
+            _Job(outdir, options, choice, settings, ledger, report, say, progress).run(todo)
+        report.seconds = round(time.perf_counter() - started, 3)
+        report.write(outdir)
+    return report
+
+
+class _Job:
+    def __init__(
+        self,
+        outdir: Path,
+        options: RunOptions,
+        choice: EngineChoice,
+        settings: BatchSettings,
+        ledger: Ledger,
+        report: Report,
+        say: Callable[[str], None],
+        progress: Callable[[Report, int], None] | None,
+    ):
+        self.outdir = outdir
+        self.options = options
+        self.choice = choice
+        self.settings = settings
+        self.ledger = ledger
+        self.report = report
+        self.say = say
+        self.progress = progress
+        self.films: dict[str, _Film] = {}
+        self.rows: deque[_Row] = deque()
+        self.in_flight: dict[Any, tuple[Any, _Row]] = {}
+        self.load: dict[Any, int] = {}
+        self.run_id = f"{os.getpid()}-{int(time.time() * 1000)}"
+        self.finished = 0
+
+    def run(self, todo: list[Item]) -> None:
+        with _ray(self.settings, self.report) as ray:
+            self.ray = ray
+            actors = self._start_actors(ray)
+            self.load = {actor: 0 for actor in actors}
+            self.rows.extend(_Row("start", item) for item in todo)
+            self._tick()
+            while self.rows or self.in_flight:
+                self._submit()
+                ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    actor, row = self.in_flight.pop(ref)
+                    self.load[actor] -= 1
+                    self._handle(row, self._result(ref, row))
+
+    # --- actors -----------------------------------------------------------------------
+
+    def _start_actors(self, ray: Any) -> list[Any]:
+        settings = self.settings
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0) // settings.gpus_per_worker)
+        cpus = int(resources.get("CPU", 1))
+        threads = settings.threads
+        if gpus:
+            count = settings.workers or gpus
+            placement: dict[str, Any] = {"num_gpus": settings.gpus_per_worker, "num_cpus": 1}
+        else:
+            count = settings.workers or max(1, cpus // threads)
+            placement = {"num_cpus": threads}
+        options = self.options.with_(
+            threads=threads,
+            encode=dataclasses.replace(self.options.encode, threads=threads),
+        )
+        if gpus:  # a GPU worker's CPU stages keep FFmpeg's own thread choice
+            options = self.options
+        remote = ray.remote(ColorizeWorker).options(
+            max_restarts=-1, max_task_retries=MAX_TASK_RETRIES, **placement
+        )
+        actors = [remote.remote(self.choice, options, threads) for _ in range(count)]
+        where = [actor.where.remote() for actor in actors]
+        try:
+            self.report.workers = ray.get(where)
+        except ray.exceptions.RayError as exc:
+            raise VidcolorError(f"the workers could not start: {_ray_reason(exc)}") from exc
+        return actors
+
+    def _submit(self) -> None:
+        while self.rows:
+            actor = min(self.load, key=self.load.__getitem__)
+            if self.load[actor] > ROWS_AHEAD:
+                return
+            row = self.rows.popleft()
+            ref = self._call(actor, row)
+            if ref is None:
+                continue
+            self.in_flight[ref] = (actor, row)
+            self.load[actor] += 1
+
+    def _call(self, actor: Any, row: _Row) -> Any:
+        item = row.item
+        if row.kind == "start":
+            tmp = self._tmp(item, "", item.output.suffix)
+            return actor.start.remote(item, tmp, self.settings.chunk_seconds)
+        film = self.films[item.label]
+        if film.failed:
+            return None
+        if row.kind == "chunk":
+            assert row.chunk is not None
+            tmp = self._tmp(item, row.chunk.name, item.output.suffix)
+            return actor.chunk.remote(item, film.index_ref, row.chunk, tmp)
+        parts = [film.parts[c.name] for c in film.chunks]
+        return actor.join.remote(
+            item, film.index_ref, parts, self._tmp(item, "", item.output.suffix)
+        )
+
+    def _result(self, ref: Any, row: _Row) -> Outcome:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            return Failed(
+                f"{one_line(row.item.label)}: its worker died {MAX_TASK_RETRIES + 1} times on "
+                f"it ({_ray_reason(exc)})"
+            )
+
+    # --- results ----------------------------------------------------------------------
+
+    def _handle(self, row: _Row, outcome: Outcome) -> None:
+        for line in outcome.warnings:
+            self.say(f"warning: {line}")
+        item = row.item
+        if isinstance(outcome, Failed):
+            self._fail(item, outcome.error)
+        elif isinstance(outcome, Planned):
+            self._plan(item, outcome)
+        elif row.kind == "chunk":
+            assert row.chunk is not None
+            self._chunk_done(item, row.chunk, outcome)
+        elif self._publish(item, outcome, self._final(item)):
+            self.films.pop(item.label, None)
+            _remove(self._chunk_folder(item))
+            self.report.done += 1
+            self.report.frames += outcome.frames if row.kind == "start" else 0
+            self._item_finished()
+
+    def _publish(self, item: Item, outcome: Done, final: Path, part: str = "") -> bool:
+        """Rename the worker's file onto its name and record it; False if that failed."""
+        try:
+            self.ledger.commit(item, outcome.tmp, final, part)
+        except OSError as exc:
+            self._fail(item, f"{one_line(str(final))}: cannot publish ({exc.strerror or exc})")
+            return False
+        return True
+
+    def _plan(self, item: Item, planned: Planned) -> None:
+        folder = self._chunk_folder(item)
+        folder.mkdir(parents=True, exist_ok=True)
+        parts = {c.name: folder / f"{c.name}{item.output.suffix}" for c in planned.chunks}
+        left = {c.name for c in planned.chunks if not self.ledger.is_done(item, _part(c))}
+        film = _Film(item, self.ray.put(planned.index), planned.index, planned.chunks, parts, left)
+        self.films[item.label] = film
+        for chunk in planned.chunks:
+            if chunk.name not in left:
+                self.report.frames += chunk.frames  # done in an earlier run: counted, not redone
+        # a film's chunks go first, so one film keeps every worker busy
+        if left:
+            for chunk in reversed(planned.chunks):
+                if chunk.name in left:
+                    self.rows.appendleft(_Row("chunk", item, chunk))
+        else:
+            self.rows.appendleft(_Row("join", item))
+
+    def _chunk_done(self, item: Item, chunk: Chunk, outcome: Done) -> None:
+        film = self.films.get(item.label)
+        if film is None or film.failed:
+            return
+        if not self._publish(item, outcome, film.parts[chunk.name], _part(chunk)):
+            return
+        self.report.frames += outcome.frames
+        film.left.discard(chunk.name)
+        if not film.left:
+            self.rows.appendleft(_Row("join", item))
+        self._tick()
+
+    def _fail(self, item: Item, error: str) -> None:
+        film = self.films.get(item.label)
+        if film is not None:
+            if film.failed:
+                return  # another chunk of the same film already failed it
+            film.failed = True
+        self.ledger.fail(item, error)
+        self.report.failed.append({"input": item.label, "error": one_line(error)})
+        self.say(f"error: {one_line(error)}")
+        self._item_finished()
+
+    def _item_finished(self) -> None:
+        self.finished += 1
+        self._tick()
+
+    def _tick(self) -> None:
+        if self.progress is not None:
+            self.progress(self.report, self.finished)
+
+    # --- paths ------------------------------------------------------------------------
+
+    def _final(self, item: Item) -> Path:
+        final = self.outdir / item.output
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final
+
+    def _chunk_folder(self, item: Item) -> Path:
+        return self.outdir / STATE / "chunks" / self.ledger.key(item)
+
+    def _tmp(self, item: Item, part: str, suffix: str) -> Path:
+        """Unique per run: a worker orphaned by a killed driver never writes a name in use."""
+        name = hashlib.sha256(f"{self.ledger.key(item, part)}-{self.run_id}".encode()).hexdigest()
+        return self.outdir / STATE / "tmp" / f"{name[:24]}{suffix}"
+
+
+def _part(chunk: Chunk) -> str:
+    return f"chunk {chunk.name}"
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
+    """A local Ray for this job (never a stale cluster by accident), or the one named."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    address = settings.address or os.environ.get("RAY_ADDRESS") or "local"
+    kwargs: dict[str, Any] = {
+        "address": address,
+        "include_dashboard": False,
+        "logging_level": logging.ERROR,
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
+    if settings.runtime_env:
+        kwargs["runtime_env"] = settings.runtime_env
+    if address == "local":
+        cpus = os.cpu_count() or 1
+        if settings.workers:
+            cpus = max(cpus, settings.workers * settings.threads)
+        kwargs.update(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+    started = time.perf_counter()
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise VidcolorError(f"cannot start or reach Ray at {address} ({exc})") from exc
+    report.ray_start_seconds = round(time.perf_counter() - started, 3)
+    report.address = address
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _options_key(options: RunOptions, choice: EngineChoice) -> str:
+    """What makes two runs' outputs the same: every option and the model's bytes."""
+    from vidcolor.engines import check_weights
+    from vidcolor.hashing import file_sha256
+
+    weights = check_weights(choice.weights)
+    settings = dataclasses.asdict(options)
+    settings.pop("overwrite")
+    settings.pop("threads")
+    settings["encode"].pop("threads")
+    text = json.dumps(
+        [settings, file_sha256(weights), choice.device, choice.backend, choice.precision],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _with_output_suffix(item: Item, options: RunOptions) -> Item:
+    """A film whose container cannot hold the codec (.webm into H.264) is written as .mkv."""
+    from vidcolor.plan import output_for_codec
+
+    output = output_for_codec(Path(item.output), options.encode.codec)
+    return dataclasses.replace(item, output=PurePosixPath(*output.parts))
+
+
+def _make_outdir(outdir: Path) -> None:
+    try:
+        (outdir / STATE).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VidcolorError(f"{outdir}: cannot create output folder ({exc.strerror})") from exc
+
+
+@contextlib.contextmanager
+def _exclusive(outdir: Path) -> Iterator[None]:
+    """One job per OUTDIR: a second one at the same time would publish the same files."""
+    path = outdir / STATE / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VidcolorError(
+                f"{outdir}: another vidcolor batch job is writing here; wait for it to end"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _clear_temporary(outdir: Path) -> None:
+    """Temporary files of killed runs (the ledger has already kept what they finished)."""
+    folder = outdir / STATE / "tmp"
+    if folder.exists():
+        _remove(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _ray_reason(exc: BaseException) -> str:
+    """Ray's errors run to pages (tracebacks, hints): their first line says what happened."""
+    text = str(exc).strip().splitlines()
+    return one_line(text[0] if text else type(exc).__name__)[:300]
