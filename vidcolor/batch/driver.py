@@ -378,6 +378,9 @@ def _part(chunk: Chunk) -> str:
 def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
     """A local Ray for this job (never a stale cluster by accident), or the one named."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not (settings.address or os.environ.get("RAY_ADDRESS")):
+        # a local Ray for the job: token authentication, without Ray announcing it
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     address = settings.address or os.environ.get("RAY_ADDRESS") or "local"

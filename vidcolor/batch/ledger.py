@@ -2,8 +2,9 @@
 
 One JSON line per event, appended and fsync'd by the job's driver (its only writer). An item
 counts as done when the ledger says so *and* its output is still there with the recorded size
-and sha256, for the same input (path, size, modification time) and the same options: re-running
-a command skips exactly that, and redoes anything changed, deleted or never finished.
+and modification time (or sha256, on request), for the same input (path, size, modification
+time) and the same options: re-running a command skips exactly that, and redoes anything
+changed, deleted or never finished.
 
 Publishing an output is a two-phase commit, so a kill at any moment neither loses finished
 work nor counts unfinished work as done:
@@ -38,6 +39,7 @@ class Done:
     output: str
     size: int
     sha256: str
+    mtime_ns: int | None = None  # of the published file; None in ledgers that predate it
 
 
 class Ledger:
@@ -64,14 +66,21 @@ class Ledger:
 
     # --- questions ----------------------------------------------------------------------
 
-    def is_done(self, item: Item, part: str = "") -> bool:
-        """Finished before, and its output is still exactly what was published."""
+    def is_done(self, item: Item, part: str = "", verify: bool = False) -> bool:
+        """Finished before, and its output is still what was published: the same size and
+        modification time (as make and rsync judge), or with ``verify`` the same sha256 (an
+        archive's worth of outputs is then read in full)."""
         done = self._done.get(self.key(item, part))
         if done is None:
             return False
         final = self.outdir / done.output
         try:
-            return final.stat().st_size == done.size and sha256_of(final) == done.sha256
+            stat = final.stat()
+            if stat.st_size != done.size:
+                return False
+            if done.mtime_ns is not None and not verify:
+                return stat.st_mtime_ns == done.mtime_ns
+            return sha256_of(final) == done.sha256
         except OSError:
             return False
 
@@ -99,8 +108,7 @@ class Ledger:
             }
         )
         os.replace(tmp, final)
-        self._append({"event": "done", "key": key, "label": item.label, "output": output})
-        self._done[key] = Done(output, size, digest)
+        self._record_done(key, item.label, output, size, digest)
         self._failed.pop(item.label, None)
 
     def fail(self, item: Item, error: str, part: str = "") -> None:
@@ -161,7 +169,13 @@ class Ledger:
                 pending[key] = record
             elif event == "done" and key in pending:
                 started = pending.pop(key)
-                self._done[key] = Done(started["output"], started["size"], started["sha256"])
+                mtime = record.get("mtime_ns")
+                self._done[key] = Done(
+                    started["output"],
+                    started["size"],
+                    started["sha256"],
+                    mtime if isinstance(mtime, int) else None,
+                )
                 self._failed.pop(str(record.get("label")), None)
             elif event == "failed":
                 self._failed[str(record.get("label"))] = str(record.get("error"))
@@ -174,15 +188,15 @@ class Ledger:
         if not self._holds(final, started) and self._holds(tmp, started):
             os.replace(tmp, final)  # killed before the rename: the work itself was finished
         if self._holds(final, started):
-            self._append(
-                {
-                    "event": "done",
-                    "key": key,
-                    "label": started["label"],
-                    "output": started["output"],
-                }
+            self._record_done(
+                key, started["label"], started["output"], started["size"], started["sha256"]
             )
-            self._done[key] = Done(started["output"], started["size"], started["sha256"])
+
+    def _record_done(self, key: str, label: str, output: str, size: int, digest: str) -> None:
+        mtime_ns = (self.outdir / output).stat().st_mtime_ns
+        record = {"event": "done", "key": key, "label": label, "output": output}
+        self._append({**record, "mtime_ns": mtime_ns})
+        self._done[key] = Done(output, size, digest, mtime_ns)
 
     @staticmethod
     def _holds(path: Path, started: dict[str, Any]) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from vidcolor import __version__
+from vidcolor.cli.batch import batch_command
 from vidcolor.cli.colorize import colorize_command
 from vidcolor.cli.deflicker import deflicker_command
 from vidcolor.cli.engine import engine_command
@@ -57,6 +58,7 @@ def cli() -> None:
 
 
 cli.add_command(colorize_command)
+cli.add_command(batch_command)
 cli.add_command(train_command)
 cli.add_command(eval_command)
 cli.add_command(deflicker_command)
@@ -96,6 +98,7 @@ def main(args: list[str] | None = None) -> Any:
             "train": "; the last checkpoint is kept",
             "eval": "",
             "eval-video": "",
+            "batch": "; finished files are kept: the same command goes on from there",
         }.get(argv[0] if argv else "", "; no partial output was kept")
         # Cleanup is done: leave now, without the interpreter's shutdown, during which a
         # further Ctrl-C would meet the default handler and kill the process by signal.

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import click
 
-from vidcolor.cli.common import NON_EMPTY_PATH, Progress, engine_options, film_output_options
-from vidcolor.errors import VidcolorError, one_line
-from vidcolor.options import (
-    DEFAULT_BATCH,
-    DEFAULT_RENDER_SIZE,
-    DEFAULT_TEMPORAL_STRENGTH,
-    MAX_TEMPORAL_STRENGTH,
-    EncodeSettings,
-    RunOptions,
+from vidcolor.cli.common import (
+    NON_EMPTY_PATH,
+    Progress,
+    colour_options,
+    engine_options,
+    film_output_options,
+    run_options,
 )
+from vidcolor.errors import VidcolorError, one_line
 
 
 @click.command(
@@ -38,40 +37,7 @@ from vidcolor.options import (
     help="Output file, or folder when INPUT is a folder or several files.",
 )
 @engine_options
-@click.option(
-    "--render-size",
-    default=DEFAULT_RENDER_SIZE,
-    show_default=True,
-    type=click.IntRange(64, 2048),
-    help="Short side (px) at which colour is predicted; luminance stays full size.",
-)
-@click.option(
-    "--batch-size",
-    default=DEFAULT_BATCH,
-    show_default=True,
-    type=click.IntRange(1, 256),
-    help="Frames per inference batch.",
-)
-@click.option(
-    "--model",
-    "weights",
-    type=NON_EMPTY_PATH,
-    default=None,
-    help="Generator weights (.safetensors); default: the shipped model.",
-)
-@click.option(
-    "--no-temporal",
-    "no_temporal",
-    is_flag=True,
-    help="Colourise every frame on its own (no smoothing of colour along the motion).",
-)
-@click.option(
-    "--temporal-strength",
-    default=DEFAULT_TEMPORAL_STRENGTH,
-    show_default=True,
-    type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
-    help="How strongly colour is steadied along the motion (0: not at all; 2: twice the weight).",
-)
+@colour_options
 @film_output_options
 def colorize_command(
     inputs: tuple[Path, ...],
@@ -102,15 +68,17 @@ def colorize_command(
 
     if quiet:
         logging.getLogger().setLevel(logging.ERROR)
-    options = RunOptions(
-        render_size=render_size,
-        batch_size=batch_size,
-        encode=EncodeSettings(codec=codec, crf=crf, preset=preset),
-        overwrite=overwrite,
-        max_pixels=max_pixels,
-        allow_truncated=allow_truncated,
-        temporal=not no_temporal,
-        temporal_strength=temporal_strength,
+    options = run_options(
+        render_size,
+        batch_size,
+        codec,
+        crf,
+        preset,
+        overwrite,
+        max_pixels,
+        allow_truncated,
+        no_temporal,
+        temporal_strength,
     )
     plan = plan_jobs(inputs, output, codec)
     engine = load_engine(weights, device, backend, precision, batch_size, render_size)

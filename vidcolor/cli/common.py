@@ -17,7 +17,15 @@ from tqdm import tqdm
 
 from vidcolor.errors import one_line
 from vidcolor.media.encode import CODECS
-from vidcolor.options import DEFAULT_MAX_PIXELS
+from vidcolor.options import (
+    DEFAULT_BATCH,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_RENDER_SIZE,
+    DEFAULT_TEMPORAL_STRENGTH,
+    MAX_TEMPORAL_STRENGTH,
+    EncodeSettings,
+    RunOptions,
+)
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -143,3 +151,72 @@ def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str
     if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
         return value
     raise click.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N")
+
+
+def colour_options(command: F) -> F:
+    """--render-size, --batch-size, --model, --no-temporal and --temporal-strength."""
+    options = [
+        click.option(
+            "--render-size",
+            default=DEFAULT_RENDER_SIZE,
+            show_default=True,
+            type=click.IntRange(64, 2048),
+            help="Short side (px) at which colour is predicted; luminance stays full size.",
+        ),
+        click.option(
+            "--batch-size",
+            default=DEFAULT_BATCH,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Frames per inference batch.",
+        ),
+        click.option(
+            "--model",
+            "weights",
+            type=NON_EMPTY_PATH,
+            default=None,
+            help="Generator weights (.safetensors); default: the shipped model.",
+        ),
+        click.option(
+            "--no-temporal",
+            "no_temporal",
+            is_flag=True,
+            help="Colourise every frame on its own (no smoothing of colour along the motion).",
+        ),
+        click.option(
+            "--temporal-strength",
+            default=DEFAULT_TEMPORAL_STRENGTH,
+            show_default=True,
+            type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
+            help="How strongly colour is steadied along the motion "
+            "(0: not at all; 2: twice the weight).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_options(
+    render_size: int,
+    batch_size: int,
+    codec: str,
+    crf: int | None,
+    preset: str,
+    overwrite: bool,
+    max_pixels: int,
+    allow_truncated: bool,
+    no_temporal: bool,
+    temporal_strength: float,
+) -> RunOptions:
+    """The run's options from the command line's (the same for colorize and batch)."""
+    return RunOptions(
+        render_size=render_size,
+        batch_size=batch_size,
+        encode=EncodeSettings(codec=codec, crf=crf, preset=preset),
+        overwrite=overwrite,
+        max_pixels=max_pixels,
+        allow_truncated=allow_truncated,
+        temporal=not no_temporal,
+        temporal_strength=temporal_strength,
+    )
