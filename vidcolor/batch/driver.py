@@ -57,6 +57,8 @@ class BatchSettings:
     threads: int = 1  # CPU threads per CPU worker
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
     gpus_per_worker: float = 1.0
+    verify: bool = False  # check finished outputs' sha256 before skipping them
+    local_gpus: int | None = None  # GPUs a local Ray declares (None: the ones it finds)
     runtime_env: dict[str, Any] | None = None  # for the Ray job (tests add hooks here)
 
 
@@ -145,7 +147,7 @@ def run_batch(
         todo = []
         for item in expansion.items:
             item = _with_output_suffix(item, options)
-            if ledger.is_done(item):
+            if ledger.is_done(item, verify=settings.verify):
                 report.skipped += 1
             elif (outdir / item.output).exists() and not options.overwrite:
                 error = f"{outdir / item.output}: exists (use --overwrite to replace it)"
@@ -378,10 +380,10 @@ def _part(chunk: Chunk) -> str:
 def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
     """A local Ray for this job (never a stale cluster by accident), or the one named."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not (settings.address or os.environ.get("RAY_ADDRESS")):
-        # a local Ray for the job: token authentication, without Ray announcing it
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
+
+    # Ray's default (token authentication for a local cluster) stays; its notice does not.
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
 
     address = settings.address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {
@@ -398,6 +400,8 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         if settings.workers:
             cpus = max(cpus, settings.workers * settings.threads)
         kwargs.update(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+        if settings.local_gpus is not None:
+            kwargs["num_gpus"] = settings.local_gpus
     started = time.perf_counter()
     try:
         ray.init(**kwargs)

@@ -65,6 +65,12 @@ from vidcolor.errors import VidcolorError, one_line
     help="Films longer than 1.5 chunks are split at keyframes into chunks of about this "
     "length, colourised on all workers, and joined (0: never split).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Read every finished output in full (sha256) before skipping it, not only its size "
+    "and time.",
+)
 @engine_options
 @colour_options
 @film_output_options
@@ -75,6 +81,7 @@ def batch_command(
     workers: int | None,
     threads: int,
     chunk_seconds: float,
+    verify: bool,
     device: str,
     backend: str,
     precision: str,
@@ -120,7 +127,7 @@ def batch_command(
     codec_profile(options.encode)  # a bad preset fails now, not on every worker
     check_weights(weights)
     choice = EngineChoice(weights, device, backend, precision)
-    settings = BatchSettings(address, workers, threads, chunk_seconds)
+    settings = BatchSettings(address, workers, threads, chunk_seconds, verify=verify)
     bar = _Bar(quiet)
 
     def message(line: str) -> None:
