@@ -56,12 +56,14 @@ def plan_chunks(index: FilmIndex, chunk_seconds: float, options: RunOptions) -> 
     length = index.seconds(count)
     if not index.splittable or chunk_seconds <= 0 or length < MIN_CHUNKS * chunk_seconds:
         return [_chunk(0, count, count, options)]
-    per_chunk = max(1, round(count * chunk_seconds / length))
+    pieces = max(1, round(length / chunk_seconds))
+    per_chunk = count / pieces
     bounds = [0]
-    while count - bounds[-1] >= MIN_CHUNKS * per_chunk:
-        wanted = bounds[-1] + per_chunk
-        cut = _nearest_keyframe(index, wanted, per_chunk // 2)
-        bounds.append(cut if cut > bounds[-1] else wanted)
+    for k in range(1, pieces):  # each cut near its share of the film, so no drift piles up
+        wanted = round(k * per_chunk)
+        cut = _nearest_keyframe(index, wanted, int(per_chunk // 2))
+        if bounds[-1] < cut < count:
+            bounds.append(cut)
     bounds.append(count)
     return [_chunk(a, b, count, options) for a, b in zip(bounds, bounds[1:], strict=False)]
 

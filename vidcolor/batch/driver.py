@@ -71,7 +71,8 @@ class Report:
     failed: list[dict[str, str]] = field(default_factory=list)
     frames: int = 0
     seconds: float = 0.0
-    ray_start_seconds: float = 0.0
+    ray_start_seconds: float = 0.0  # ray.init alone
+    startup_seconds: float = 0.0  # until every worker holds its engine
     workers: list[dict[str, str]] = field(default_factory=list)
     address: str = ""
 
@@ -192,9 +193,11 @@ class _Job:
         self.finished = 0
 
     def run(self, todo: list[Item]) -> None:
+        started = time.perf_counter()
         with _ray(self.settings, self.report) as ray:
             self.ray = ray
             actors = self._start_actors(ray)
+            self.report.startup_seconds = round(time.perf_counter() - started, 3)
             self.load = {actor: 0 for actor in actors}
             self.rows.extend(_Row("start", item) for item in todo)
             self._tick()
@@ -229,7 +232,13 @@ class _Job:
         remote = ray.remote(ColorizeWorker).options(
             max_restarts=-1, max_task_retries=MAX_TASK_RETRIES, **placement
         )
-        actors = [remote.remote(self.choice, options, threads) for _ in range(count)]
+        cores = (
+            _cores_of_each(count, threads) if not gpus and self.report.address == "local" else []
+        )
+        actors = [
+            remote.remote(self.choice, options, threads, cores[k] if cores else None)
+            for k in range(count)
+        ]
         where = [actor.where.remote() for actor in actors]
         try:
             self.report.workers = ray.get(where)
@@ -314,9 +323,10 @@ class _Job:
         for chunk in planned.chunks:
             if chunk.name not in left:
                 self.report.frames += chunk.frames  # done in an earlier run: counted, not redone
-        # a film's chunks go first, so one film keeps every worker busy
+        # A film's chunks go first, so one film keeps every worker busy; the longest first,
+        # so that workers finishing the short ones last end together.
         if left:
-            for chunk in reversed(planned.chunks):
+            for chunk in sorted(planned.chunks, key=lambda c: c.frames):
                 if chunk.name in left:
                     self.rows.appendleft(_Row("chunk", item, chunk))
         else:
@@ -367,6 +377,15 @@ class _Job:
         """Unique per run: a worker orphaned by a killed driver never writes a name in use."""
         name = hashlib.sha256(f"{self.ledger.key(item, part)}-{self.run_id}".encode()).hexdigest()
         return self.outdir / STATE / "tmp" / f"{name[:24]}{suffix}"
+
+
+def _cores_of_each(workers: int, threads: int) -> list[list[int]]:
+    """Cores of this machine for each local CPU worker, when there are enough for all: the
+    pipeline's stage threads of one worker then never take cycles from another's."""
+    usable = sorted(os.sched_getaffinity(0))
+    if workers * threads > len(usable):
+        return []
+    return [usable[k * threads : (k + 1) * threads] for k in range(workers)]
 
 
 def _part(chunk: Chunk) -> str:

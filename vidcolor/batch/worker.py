@@ -80,10 +80,16 @@ class ColorizeWorker:
     """One engine, many files: the engine loads once, then every row reuses it."""
 
     def __init__(
-        self, choice: EngineChoice, options: RunOptions, threads: int | None = None
+        self,
+        choice: EngineChoice,
+        options: RunOptions,
+        threads: int | None = None,
+        cores: list[int] | None = None,
     ) -> None:
         from vidcolor.engines import load_engine
 
+        if cores:  # a CPU worker of N threads on N cores of its own: workers never share one
+            _pin(cores)
         self.options = options
         self.engine = load_engine(
             choice.weights,
@@ -103,6 +109,7 @@ class ColorizeWorker:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
             "engine": self.engine.name,
             "device": self.engine.device,
+            "cores": ",".join(str(c) for c in sorted(os.sched_getaffinity(0))),
         }
 
     def start(self, item: Item, tmp: Path, chunk_seconds: float) -> Outcome:
@@ -188,6 +195,17 @@ def _extract(item: Item, tmp: Path) -> Path:
         raise VidcolorError(f"{one_line(item.label)}: cannot read from archive ({exc})") from exc
     path.write_bytes(data)
     return path
+
+
+def _pin(cores: list[int]) -> None:
+    """Pin every thread of this process (Linux pins threads, and Ray's worker has several
+    before this runs); threads started later inherit it from the one that starts them."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except OSError:
+            continue  # a thread that has just ended
+    os.sched_setaffinity(0, cores)
 
 
 def _limit_threads(threads: int | None) -> None:
