@@ -54,7 +54,7 @@ class BatchSettings:
 
     address: str | None = None  # None: RAY_ADDRESS, else a local Ray started for the job
     workers: int | None = None  # None: one per GPU, else one per ``threads`` CPUs
-    threads: int = 1  # CPU threads per CPU worker
+    threads: int | None = None  # per worker; None: 1 on CPU workers, FFmpeg's choice on GPU ones
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
     gpus_per_worker: float = 1.0
     verify: bool = False  # check finished outputs' sha256 before skipping them
@@ -217,24 +217,26 @@ class _Job:
         gpus = int(resources.get("GPU", 0) // settings.gpus_per_worker)
         cpus = int(resources.get("CPU", 1))
         threads = settings.threads
-        if gpus:
+        if gpus:  # GPU workers: FFmpeg's own thread choice unless --threads says otherwise
             count = settings.workers or gpus
-            placement: dict[str, Any] = {"num_gpus": settings.gpus_per_worker, "num_cpus": 1}
+            placement: dict[str, Any] = {
+                "num_gpus": settings.gpus_per_worker,
+                "num_cpus": threads or 1,
+            }
         else:
+            threads = threads or 1
             count = settings.workers or max(1, cpus // threads)
             placement = {"num_cpus": threads}
-        options = self.options.with_(
-            threads=threads,
-            encode=dataclasses.replace(self.options.encode, threads=threads),
-        )
-        if gpus:  # a GPU worker's CPU stages keep FFmpeg's own thread choice
-            options = self.options
+        options = self.options
+        if threads is not None:
+            options = options.with_(
+                threads=threads, encode=dataclasses.replace(options.encode, threads=threads)
+            )
         remote = ray.remote(ColorizeWorker).options(
             max_restarts=-1, max_task_retries=MAX_TASK_RETRIES, **placement
         )
-        cores = (
-            _cores_of_each(count, threads) if not gpus and self.report.address == "local" else []
-        )
+        local_cpu = not gpus and self.report.address == "local"
+        cores = _cores_of_each(count, threads or 1) if local_cpu else []
         actors = [
             remote.remote(self.choice, options, threads, cores[k] if cores else None)
             for k in range(count)
@@ -417,7 +419,7 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
     if address == "local":
         cpus = os.cpu_count() or 1
         if settings.workers:
-            cpus = max(cpus, settings.workers * settings.threads)
+            cpus = max(cpus, settings.workers * (settings.threads or 1))
         kwargs.update(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         if settings.local_gpus is not None:
             kwargs["num_gpus"] = settings.local_gpus

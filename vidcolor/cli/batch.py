@@ -53,9 +53,17 @@ from vidcolor.errors import VidcolorError, one_line
 @click.option(
     "--threads",
     type=click.IntRange(1),
-    default=1,
+    default=None,
+    help="CPU threads of each worker: its engine, decoder and encoder (default: 1 for CPU "
+    "workers; FFmpeg's own choice for GPU workers).",
+)
+@click.option(
+    "--gpus-per-worker",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
     show_default=True,
-    help="CPU threads of each CPU worker (engine, decoder and encoder).",
+    help="GPU share of each GPU worker: 0.25 puts 4 workers on each GPU (for nodes whose "
+    "CPU stages, not GPUs, bound the job).",
 )
 @click.option(
     "--chunk-seconds",
@@ -79,7 +87,8 @@ def batch_command(
     outdir: Path,
     address: str | None,
     workers: int | None,
-    threads: int,
+    threads: int | None,
+    gpus_per_worker: float,
     chunk_seconds: float,
     verify: bool,
     device: str,
@@ -127,7 +136,9 @@ def batch_command(
     codec_profile(options.encode)  # a bad preset fails now, not on every worker
     check_weights(weights)
     choice = EngineChoice(weights, device, backend, precision)
-    settings = BatchSettings(address, workers, threads, chunk_seconds, verify=verify)
+    settings = BatchSettings(
+        address, workers, threads, chunk_seconds, gpus_per_worker=gpus_per_worker, verify=verify
+    )
     bar = _Bar(quiet)
 
     def message(line: str) -> None:
