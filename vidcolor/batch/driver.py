@@ -41,8 +41,10 @@ STATE = LEDGER.parent  # OUTDIR/.vidcolor-batch: ledger, lock, chunks, temporary
 REPORT = "vidcolor-report.json"
 # A row whose worker process dies is run again this many times (on a restarted worker).
 MAX_TASK_RETRIES = 2
-# Rows queued on each actor beyond the one it runs: the next file is ready when one ends.
-ROWS_AHEAD = 1
+# One row per worker at a time: a worker that dies (and Ray retries what it held) takes only
+# its own row down, never a row queued behind a file that crashes it. The driver hands the
+# next row over within milliseconds of the last one's end.
+ROWS_PER_WORKER = 1
 DEFAULT_CHUNK_SECONDS = 60.0
 # The object store holds rows and film indexes only (a 10-minute reel: about 120 kB).
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
@@ -251,7 +253,7 @@ class _Job:
     def _submit(self) -> None:
         while self.rows:
             actor = min(self.load, key=self.load.__getitem__)
-            if self.load[actor] > ROWS_AHEAD:
+            if self.load[actor] >= ROWS_PER_WORKER:
                 return
             row = self.rows.popleft()
             ref = self._call(actor, row)
