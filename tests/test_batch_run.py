@@ -271,3 +271,49 @@ def test_archive_traversal_is_refused(tmp_path):
     report = run_batch([str(evil)], outdir, RunOptions(), EngineChoice(), _settings(workers=1))
     assert set(_outputs(outdir)) == {"evil/fine.png"}
     assert len(report.failed) == 2 and not (tmp_path / "deep" / "escape.png").exists()
+
+
+def test_joins_an_existing_cluster_by_address(archive, tmp_path):
+    """A cluster started apart (`ray start --head`, as on a cluster's head node): the job
+    joins it with --address, and RAY_ADDRESS (what `ray job submit` sets) does the same."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
+        + ["--include-dashboard=false"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        address = f"127.0.0.1:{port}"
+        args = [sys.executable, "-m", "vidcolor", "batch", "--workers", "1", "-q"]
+        scans = archive / "scans" / "1950s"
+        run = subprocess.run(
+            [*args, str(scans / "scan-0.jpg"), "-o", str(tmp_path / "out"), "--address", address],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        env = {**os.environ, "RAY_ADDRESS": address}
+        run = subprocess.run(
+            [*args, str(scans / "scan-1.jpg"), "-o", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert run.returncode == 0, run.stderr
+        report = json.loads((tmp_path / "out" / "vidcolor-report.json").read_text())
+        assert report["address"] == address
+        assert set(_outputs(tmp_path / "out")) == {"scan-0.jpg", "scan-1.jpg"}
+    finally:
+        for pid in _session_pids(head.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        head.wait()

@@ -403,12 +403,16 @@ def _part(chunk: Chunk) -> str:
 def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
     """A local Ray for this job (never a stale cluster by accident), or the one named."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = settings.address or os.environ.get("RAY_ADDRESS") or "local"
+    if address != "local" and "RAY_AUTH_MODE" not in os.environ and _ray_token_available():
+        # As Ray's own commands do: a cluster started with token authentication (Ray's
+        # default) refuses a driver that does not say it has the token.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     # Ray's default (token authentication for a local cluster) stays; its notice does not.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
 
-    address = settings.address or os.environ.get("RAY_ADDRESS") or "local"
     kwargs: dict[str, Any] = {
         "address": address,
         "include_dashboard": False,
@@ -436,6 +440,13 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _ray_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token"
+    return Path(path).is_file()
 
 
 def _options_key(options: RunOptions, choice: EngineChoice) -> str:
