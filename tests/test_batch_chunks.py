@@ -11,7 +11,7 @@ import pytest
 from conftest import VideoSpec, film_facts, joined_twice, packets_of, remux, write_video
 
 from vidcolor.api import colorize_video
-from vidcolor.batch.chunks import Chunk, colorize_chunk, plan_chunks
+from vidcolor.batch.chunks import Chunk, chunk_suffix, colorize_chunk, plan_chunks
 from vidcolor.errors import VidcolorError
 from vidcolor.media.decode import CopiedPackets, DecodedFrame, VideoReader
 from vidcolor.media.index import build_film_index
@@ -38,8 +38,9 @@ def test_index_lists_every_frame_and_keyframe(film):
 
 def test_index_of_joined_recordings_is_not_splittable(film, tmp_path):
     single = remux(film, tmp_path / "one.ts")
-    assert build_film_index(single).splittable
-    assert not build_film_index(joined_twice(single, tmp_path / "two.ts")).splittable
+    joined = build_film_index(joined_twice(single, tmp_path / "two.ts"))
+    assert not joined.splittable
+    assert joined.frame_count == 2 * FILM.frames
 
 
 def test_reader_gives_a_frame_range_with_its_sound(film):
@@ -99,7 +100,7 @@ def _colorize_in_chunks(film, output, engine, options, seconds) -> list[Chunk]:
     chunks = plan_chunks(index, seconds, options)
     parts = []
     for chunk in chunks:
-        part = output.with_name(f"{output.stem}-{chunk.name}{output.suffix}")
+        part = output.with_name(f"{output.stem}-{chunk.name}{chunk_suffix(options.encode.codec)}")
         assert colorize_chunk(film, index, chunk, part, engine, options) == chunk.frames
         parts.append(part)
     assert join_chunks(film, parts, output, index, options.encode) == FILM.frames
@@ -153,3 +154,27 @@ def test_join_refuses_a_missing_chunk(film, tmp_path, engine):
     with pytest.raises(VidcolorError, match="frames"):
         join_chunks(film, parts, tmp_path / "out.mp4", index, options.encode)
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("container", [".mkv", ".mov"])
+def test_chunked_film_in_other_containers_equals_one_pass(film, tmp_path, engine, container):
+    source = remux(film, tmp_path / f"film{container}")
+    options = RunOptions(overwrite=True)
+    one = colorize_video(source, tmp_path / f"one{container}", options, engine=engine).output
+    output = tmp_path / f"chunked{container}"
+    index = build_film_index(source)
+    chunks = plan_chunks(index, 0.8, options)
+    assert len(chunks) >= 3
+    parts = []
+    for chunk in chunks:
+        parts.append(tmp_path / f"{chunk.name}{chunk_suffix(options.encode.codec)}")
+        colorize_chunk(source, index, chunk, parts[-1], engine, options)
+    join_chunks(source, parts, output, index, options.encode)
+    assert film_facts(output).pts == film_facts(one).pts
+    assert packets_of(output, "audio") == packets_of(one, "audio")
+
+
+def test_transport_streams_are_read_in_one_pass(film, tmp_path):
+    index = build_film_index(remux(film, tmp_path / "film.ts"))
+    assert not index.splittable
+    assert len(plan_chunks(index, 0.8, RunOptions())) == 1

@@ -112,10 +112,12 @@ def test_links_out_of_a_folder_and_the_output_inside_it_are_skipped(tree, make_i
     assert len(found.failures) == 1 and "a link out of" in found.failures[0]
 
 
-def test_two_inputs_writing_one_output_stop_the_job(tree, make_image):
+def test_one_file_twice_is_one_item_and_a_clash_is_one_failure(tree, make_image):
     make_image("rgb_png", name="other/loose.png")
-    with pytest.raises(VidcolorError, match="two inputs would write it"):
-        expand_inputs([str(tree / "loose.png"), str(tree / "other" / "loose.png")], tree / "o")
+    loose = str(tree / "loose.png")
+    found = expand_inputs([loose, loose, str(tree / "other" / "loose.png")], tree / "o")
+    assert [str(item.source) for item in found.items] == [loose]
+    assert len(found.failures) == 1 and "already written from" in found.failures[0]
 
 
 def test_damaged_archive_and_unknown_files_are_failures_not_crashes(tree):
@@ -125,3 +127,10 @@ def test_damaged_archive_and_unknown_files_are_failures_not_crashes(tree):
     assert found.items == [] and len(found.failures) == 2
     assert "not a readable archive" in found.failures[0]
     assert "not an image, film, folder, manifest or archive" in found.failures[1]
+
+
+def test_manifest_with_a_byte_order_mark(tree):
+    manifest = tree / "list.csv"
+    manifest.write_text("path\nloose.png\n", encoding="utf-8-sig")
+    found = expand_inputs([str(manifest)], tree / "o")
+    assert [item.source.name for item in found.items] == ["loose.png"] and not found.failures

@@ -44,6 +44,11 @@ def install_interrupt_handlers() -> None:
 _received: int | None = None
 
 
+def first_signal_handler() -> object:
+    """The handler ``install_interrupt_handlers`` puts in (to tell whether it is in place)."""
+    return _first_signal
+
+
 def received() -> int | None:
     """The signal that asked the run to stop, if one has: a library that turned our
     ``Interrupted`` into its own error (pybind11 makes it an ImportError) can be told apart

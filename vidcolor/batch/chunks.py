@@ -29,6 +29,14 @@ from vidcolor.pipeline import run_film
 MIN_CHUNKS = 1.5
 
 
+def chunk_suffix(codec: str) -> str:
+    """The container of chunk files: MOV (or MP4) keeps each packet's pts and dts exactly in
+    the source's time base, which the join needs (Matroska keeps milliseconds, and no dts)."""
+    from vidcolor.media.encode import container_holds
+
+    return ".mov" if container_holds(".mov", codec) else ".mp4"
+
+
 @dataclass(frozen=True)
 class Chunk:
     """Frames ``first..end-1`` of a film; ``read_first..read_end-1`` are decoded for them."""

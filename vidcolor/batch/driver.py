@@ -21,6 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vidcolor.batch.chunks import Chunk
+from vidcolor import signals
+from vidcolor.batch.chunks import Chunk, chunk_suffix
 from vidcolor.batch.inputs import Item, expand_inputs
 from vidcolor.batch.ledger import LEDGER, Ledger
 from vidcolor.batch.worker import ColorizeWorker, Done, EngineChoice, Failed, Outcome, Planned
@@ -137,6 +140,7 @@ def run_batch(
 ) -> Report:
     """Colourise every input into ``outdir``; returns the report (also written there)."""
     outdir = Path(outdir)
+    _check_outdir_apart(inputs, outdir)
     _make_outdir(outdir)
     say = on_message or (lambda line: log.warning("%s", line))
     with _exclusive(outdir):
@@ -152,19 +156,59 @@ def run_batch(
             item = _with_output_suffix(item, options)
             if ledger.is_done(item, verify=settings.verify):
                 report.skipped += 1
-            elif (outdir / item.output).exists() and not options.overwrite:
-                error = f"{outdir / item.output}: exists (use --overwrite to replace it)"
-                report.failed.append({"input": item.label, "error": one_line(error)})
-                ledger.fail(item, error)
-                say(f"error: {one_line(error)}")
-            else:
+                continue
+            error = _output_problem(item, outdir, ledger, options.overwrite)
+            if error is None:
                 todo.append(item)
+                continue
+            report.failed.append({"input": item.label, "error": one_line(error)})
+            ledger.fail(item, error)
+            say(f"error: {one_line(error)}")
         started = time.perf_counter()
         if todo:
             _Job(outdir, options, choice, settings, ledger, report, say, progress).run(todo)
         report.seconds = round(time.perf_counter() - started, 3)
         report.write(outdir)
+        _clear_temporary(outdir)
     return report
+
+
+def _output_problem(item: Item, outdir: Path, ledger: Ledger, overwrite: bool) -> str | None:
+    """Why the item's output may not be written: it is the input, it is not a regular
+    file, or it is someone's file (not one this job published) and there is no --overwrite."""
+    final = outdir / item.output
+    if not os.path.lexists(final):
+        return None
+    if item.member is None and _same_file(final, item.source):
+        return f"{final}: output would overwrite the input"
+    if not final.is_file() or final.is_symlink():
+        return f"{final}: exists and is not a regular file; it is never replaced"
+    if overwrite or ledger.published(item.output):
+        return None
+    return f"{final}: exists (use --overwrite to replace it)"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_outdir_apart(inputs: Sequence[str], outdir: Path) -> None:
+    """OUTDIR may lie inside an input folder (it is then skipped) but not be one."""
+    target = _resolved(outdir)
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir() and _resolved(path) == target:
+            raise VidcolorError(f"{outdir}: is also an input folder; colourise into another folder")
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
 
 
 class _Job:
@@ -195,10 +239,22 @@ class _Job:
         self.finished = 0
 
     def run(self, todo: list[Item]) -> None:
+        try:
+            self._run(todo)
+        except Exception:
+            signum = signals.received()
+            if signum is not None:  # Ray's C++ turned our Interrupted into an error of its own
+                raise signals.Interrupted(signum) from None
+            raise
+
+    def _run(self, todo: list[Item]) -> None:
         started = time.perf_counter()
+        our_signals = signal.getsignal(signal.SIGINT) is signals.first_signal_handler()
         with _ray(self.settings, self.report) as ray:
             self.ray = ray
             actors = self._start_actors(ray)
+            if our_signals:
+                signals.install_interrupt_handlers()  # starting the workers put Ray's back
             self.report.startup_seconds = round(time.perf_counter() - started, 3)
             self.load = {actor: 0 for actor in actors}
             self.rows.extend(_Row("start", item) for item in todo)
@@ -272,7 +328,7 @@ class _Job:
             return None
         if row.kind == "chunk":
             assert row.chunk is not None
-            tmp = self._tmp(item, row.chunk.name, item.output.suffix)
+            tmp = self._tmp(item, row.chunk.name, film.parts[row.chunk.name].suffix)
             return actor.chunk.remote(item, film.index_ref, row.chunk, tmp)
         parts = [film.parts[c.name] for c in film.chunks]
         return actor.join.remote(
@@ -320,13 +376,14 @@ class _Job:
     def _plan(self, item: Item, planned: Planned) -> None:
         folder = self._chunk_folder(item)
         folder.mkdir(parents=True, exist_ok=True)
-        parts = {c.name: folder / f"{c.name}{item.output.suffix}" for c in planned.chunks}
-        left = {c.name for c in planned.chunks if not self.ledger.is_done(item, _part(c))}
+        suffix = chunk_suffix(self.options.encode.codec)
+        parts = {c.name: folder / f"{c.name}{suffix}" for c in planned.chunks}
+        verify = self.settings.verify
+        left = {
+            c.name for c in planned.chunks if not self.ledger.is_done(item, _part(c), verify=verify)
+        }
         film = _Film(item, self.ray.put(planned.index), planned.index, planned.chunks, parts, left)
         self.films[item.label] = film
-        for chunk in planned.chunks:
-            if chunk.name not in left:
-                self.report.frames += chunk.frames  # done in an earlier run: counted, not redone
         # A film's chunks go first, so one film keeps every worker busy; the longest first,
         # so that workers finishing the short ones last end together.
         if left:
@@ -429,17 +486,58 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         kwargs.update(num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
         if settings.local_gpus is not None:
             kwargs["num_gpus"] = settings.local_gpus
+    _check_reachable(address)
+    ours = signal.getsignal(signal.SIGINT) is signals.first_signal_handler()
     started = time.perf_counter()
     try:
-        ray.init(**kwargs)
+        with _printable_entrypoint(ray):
+            ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise VidcolorError(f"cannot start or reach Ray at {address} ({exc})") from exc
     report.ray_start_seconds = round(time.perf_counter() - started, 3)
     report.address = address
     try:
+        if ours:  # Ray puts in handlers of its own: a signal must still end the job cleanly
+            _keep_our_signal_handlers(ray)
         yield ray
     finally:
         ray.shutdown()
+
+
+def _keep_our_signal_handlers(ray: Any) -> None:
+    """ray.init puts in a Python SIGTERM handler, and Ray's core worker a C++ one (which
+    dumps a stack trace and exits) when it first runs work: ours go back in after both, so
+    SIGINT, SIGTERM and SIGHUP end the job with the usual one line and status 128 + N."""
+    ray.get(ray.put(None))  # the core worker is fully up once an object went through it
+    signals.install_interrupt_handlers()
+
+
+def _check_reachable(address: str) -> None:
+    """A cluster that is not there is one line in seconds (ray.init would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address in ("local", "auto") or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise VidcolorError(f"cannot reach Ray at {one_line(address)} ({reason})") from None
+
+
+@contextlib.contextmanager
+def _printable_entrypoint(ray: Any) -> Iterator[None]:
+    """Ray records the driver's command line (read from /proc) as UTF-8: a file name that
+    is not UTF-8 would stop ray.init, so Ray is handed it escaped, as our messages show it."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "get_entrypoint_name", None)
+    if original is None:
+        yield
+        return
+    utils.get_entrypoint_name = lambda: one_line(original())
+    try:
+        yield
+    finally:
+        utils.get_entrypoint_name = original
 
 
 def _ray_token_available() -> bool:

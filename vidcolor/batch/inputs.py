@@ -71,12 +71,13 @@ class Expansion:
 def expand_inputs(inputs: Sequence[str], outdir: Path) -> Expansion:
     """Every item the inputs name, in a stable order; problems come back as failure lines.
 
-    Two inputs that would write the same output stop the job before it starts.
+    The same file named twice is done once; a second file that would write the same output
+    is a failure line.
     """
     found = Expansion()
     for text in inputs:
         _expand_one(text, outdir, found, manifest=None)
-    _refuse_clashes(found.items)
+    _drop_clashes(found)
     return found
 
 
@@ -131,7 +132,7 @@ def _file_item(path: Path, output: Path | PurePosixPath) -> Item:
 def _manifest_lines(path: Path, found: Expansion) -> Iterator[str]:
     """Paths of a text manifest (one a line, ``#`` comments) or a CSV's first column."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         found.failures.append(f"{one_line(str(path))}: cannot read manifest ({exc})")
         return
@@ -286,12 +287,19 @@ def _within(path: Path, root: Path) -> bool:
         return False
 
 
-def _refuse_clashes(items: list[Item]) -> None:
+def _drop_clashes(found: Expansion) -> None:
+    """The same file named twice is one item; a second file that would write an output
+    already taken is a failure of its own, and the rest of the job runs."""
     seen: dict[PurePosixPath, Item] = {}
-    for item in items:
-        if item.output in seen:
-            raise VidcolorError(
-                f"{item.output}: two inputs would write it ({seen[item.output].label} and "
-                f"{item.label}); give them different folders"
+    kept: list[Item] = []
+    for item in found.items:
+        first = seen.get(item.output)
+        if first is None:
+            seen[item.output] = item
+            kept.append(item)
+        elif (first.source.resolve(), first.member) != (item.source.resolve(), item.member):
+            found.failures.append(
+                f"{one_line(item.label)}: {item.output} is already written from "
+                f"{one_line(first.label)}; give them different folders"
             )
-        seen[item.output] = item
+    found.items = kept

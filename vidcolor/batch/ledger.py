@@ -51,6 +51,7 @@ class Ledger:
         self.path = self.outdir / LEDGER
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: dict[str, Done] = {}
+        self._published: dict[str, Done] = {}  # by output, the last one recorded
         self._failed: dict[str, str] = {}
         self._end_torn_line()
         self._recover()
@@ -83,6 +84,18 @@ class Ledger:
             return sha256_of(final) == done.sha256
         except OSError:
             return False
+
+    def published(self, output: str | os.PathLike) -> bool:
+        """Whether the file at ``output`` (relative to OUTDIR) is one this job published and
+        nobody has touched since: redoing its item may replace it without --overwrite."""
+        done = self._published.get(str(output))
+        if done is None:
+            return False
+        try:
+            stat = (self.outdir / done.output).stat()
+        except OSError:
+            return False
+        return stat.st_size == done.size and stat.st_mtime_ns == done.mtime_ns
 
     def failures(self) -> dict[str, str]:
         """Label of each item whose last attempt failed -> its one-line error."""
@@ -170,12 +183,13 @@ class Ledger:
             elif event == "done" and key in pending:
                 started = pending.pop(key)
                 mtime = record.get("mtime_ns")
-                self._done[key] = Done(
+                done = Done(
                     started["output"],
                     started["size"],
                     started["sha256"],
                     mtime if isinstance(mtime, int) else None,
                 )
+                self._done[key] = self._published[done.output] = done
                 self._failed.pop(str(record.get("label")), None)
             elif event == "failed":
                 self._failed[str(record.get("label"))] = str(record.get("error"))
@@ -196,7 +210,7 @@ class Ledger:
         mtime_ns = (self.outdir / output).stat().st_mtime_ns
         record = {"event": "done", "key": key, "label": label, "output": output}
         self._append({**record, "mtime_ns": mtime_ns})
-        self._done[key] = Done(output, size, digest, mtime_ns)
+        self._done[key] = self._published[output] = Done(output, size, digest, mtime_ns)
 
     @staticmethod
     def _holds(path: Path, started: dict[str, Any]) -> bool:

@@ -144,24 +144,33 @@ class ColorizeWorker:
     # --- inside ---------------------------------------------------------------------------
 
     def _start(self, item: Item, tmp: Path, chunk_seconds: float) -> Outcome:
-        from vidcolor.api import colorize
-        from vidcolor.media.probe import MediaKind, detect_kind
-
         started = time.perf_counter()
         source = item.source if item.member is None else _extract(item, tmp)
         try:
-            if detect_kind(source) is MediaKind.VIDEO and chunk_seconds > 0:
-                from vidcolor.media.index import build_film_index
-
-                index = build_film_index(source)
-                chunks = plan_chunks(index, chunk_seconds, self.options)
-                if len(chunks) > 1:
-                    return Planned(index, chunks)
-            options = self.options.with_(overwrite=True)
-            result = colorize(source, tmp, options, engine=self.engine)
+            return self._colorize(item, source, tmp, chunk_seconds, started)
+        except VidcolorError as exc:
+            if source == item.source:
+                raise
+            # name the archive member, not the file it was unpacked to
+            raise VidcolorError(str(exc).replace(str(source), one_line(item.label))) from exc
         finally:
             if source != item.source:
                 source.unlink(missing_ok=True)
+
+    def _colorize(
+        self, item: Item, source: Path, tmp: Path, chunk_seconds: float, started: float
+    ) -> Outcome:
+        from vidcolor.api import colorize
+        from vidcolor.media.probe import MediaKind, detect_kind
+
+        if detect_kind(source) is MediaKind.VIDEO and chunk_seconds > 0:
+            from vidcolor.media.index import build_film_index
+
+            index = build_film_index(source)
+            chunks = plan_chunks(index, chunk_seconds, self.options)
+            if len(chunks) > 1:
+                return Planned(index, chunks)
+        result = colorize(source, tmp, self.options.with_(overwrite=True), engine=self.engine)
         return Done(tmp, result.frames, time.perf_counter() - started)
 
     def _guarded(self, item: Item, work) -> Outcome:  # type: ignore[no-untyped-def]

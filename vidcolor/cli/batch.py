@@ -20,6 +20,7 @@ from vidcolor.cli.common import (
     colour_options,
     engine_options,
     film_output_options,
+    finite,
     run_options,
 )
 from vidcolor.errors import VidcolorError, one_line
@@ -62,6 +63,7 @@ from vidcolor.errors import VidcolorError, one_line
     type=click.FloatRange(0, 1, min_open=True),
     default=1.0,
     show_default=True,
+    callback=finite,
     help="GPU share of each GPU worker: 0.25 puts 4 workers on each GPU (for nodes whose "
     "CPU stages, not GPUs, bound the job).",
 )
@@ -70,6 +72,7 @@ from vidcolor.errors import VidcolorError, one_line
     type=click.FloatRange(0),
     default=60.0,
     show_default=True,
+    callback=finite,
     help="Films longer than 1.5 chunks are split at keyframes into chunks of about this "
     "length, colourised on all workers, and joined (0: never split).",
 )

@@ -7,6 +7,7 @@ engine: one definition of each option set keeps their flags, defaults and help t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -146,6 +147,13 @@ def engine_options(command: F) -> F:
     return command
 
 
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """click's FloatRange lets NaN through (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a number")
+    return value
+
+
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A misspelt device is a command-line mistake (exit 2), like a misspelt backend."""
     if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
@@ -188,6 +196,7 @@ def colour_options(command: F) -> F:
             default=DEFAULT_TEMPORAL_STRENGTH,
             show_default=True,
             type=click.FloatRange(0, MAX_TEMPORAL_STRENGTH),
+            callback=finite,
             help="How strongly colour is steadied along the motion "
             "(0: not at all; 2: twice the weight).",
         ),

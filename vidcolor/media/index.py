@@ -6,8 +6,8 @@ keyframes and frame count. Both come from listing the video packets without deco
 reader of one of its chunks, so a film in 40 chunks is not demuxed 40 times.
 
 A film whose timing needs mending (joined recordings whose clock jumps back, AVI null frames,
-packets without timestamps, frames before an edit list's start) is indexed as not
-``splittable``: the decode stage mends such timing only in one pass from the beginning.
+packets without timestamps, frames before an edit list's start), or whose container cannot
+seek exactly, is indexed as not ``splittable``: such films are read in one pass.
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ def build_film_index(path: Path) -> FilmIndex:
                 stamps.append(packet.pts)
                 if packet.is_keyframe:
                     key_stamps.append(packet.pts)
+            if not _seeks_exactly(container.format.name):
+                splittable = False
             time_base = stream.time_base or Fraction(1, 90000)
             end_pts = None
             if stream.duration and stream.duration > 0:
@@ -101,3 +103,13 @@ def build_film_index(path: Path) -> FilmIndex:
     if keyframes[0] != 0:
         splittable = False  # the first frames need a keyframe that is not there
     return FilmIndex(tuple(frame_pts), tuple(keyframes), time_base, end_pts, splittable)
+
+
+# Containers whose index lets a reader seek to a keyframe by pts and decode on from there
+# (MP4/MOV sample tables, Matroska cues). Transport and program streams, AVI and the rest
+# are read from the start, in one pass.
+_EXACT_SEEK = ("mov", "mp4", "matroska", "webm")
+
+
+def _seeks_exactly(format_name: str) -> bool:
+    return any(name in _EXACT_SEEK for name in format_name.split(","))
