@@ -258,6 +258,21 @@ def test_one_job_per_outdir_and_existing_outputs_are_kept(archive, tmp_path):
     assert (outdir / "1950s" / "scan-0.jpg").read_bytes() == b"mine"
     assert [Path(f["input"]).name for f in report.failed] == ["scan-0.jpg"]
     assert "--overwrite" in report.failed[0]["error"] and report.done == 2
+    # an input that changed is redone over the job's own output, without --overwrite
+    changed = archive / "scans" / "1950s" / "scan-1.jpg"
+    before = changed.read_bytes()
+    try:
+        cv2.imwrite(str(changed), asymmetric_grey(80, 56).T.copy())
+        again = run_batch(
+            [str(archive / "scans")], outdir, RunOptions(), EngineChoice(), _settings(workers=1)
+        )
+    finally:
+        changed.write_bytes(before)
+    assert again.done == 1 and again.skipped == 1
+    assert [Path(f["input"]).name for f in again.failed] == ["scan-0.jpg"]
+    # OUTDIR may not be an input folder: outputs would replace inputs
+    with pytest.raises(VidcolorError, match="also an input folder"):
+        run_batch([str(outdir)], outdir, RunOptions(), EngineChoice(), _settings())
 
 
 def test_archive_traversal_is_refused(tmp_path):

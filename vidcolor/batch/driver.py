@@ -465,7 +465,13 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         # As Ray's own commands do: a cluster started with token authentication (Ray's
         # default) refuses a driver that does not say it has the token.
         os.environ["RAY_AUTH_MODE"] = "token"
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise VidcolorError(
+            f"vidcolor batch runs on Ray, which is not installed ({exc}): "
+            "pip install 'vidcolor[ray]'"
+        ) from None
 
     # Ray's default (token authentication for a local cluster) stays; its notice does not.
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
