@@ -332,3 +332,8 @@ def test_joins_an_existing_cluster_by_address(archive, tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         head.wait()
+        # `ray start` left its address for later `ray.init()` calls: not a dead one
+        current = Path("/tmp/ray/ray_current_cluster")
+        with contextlib.suppress(OSError):
+            if current.read_text().strip().endswith(f":{port}"):
+                current.unlink()

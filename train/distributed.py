@@ -108,7 +108,8 @@ def train_with_ray(
     _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
     gpu = _uses_gpu(recipe)
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+        # "local" unless RAY_ADDRESS names a cluster: never a stale one found by accident
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
