@@ -79,7 +79,7 @@ def output_for_codec(target: Path, codec: str) -> Path:
 
 def walk_folder(source: Path, output: Path, failures: list[str]) -> list[tuple[Path, Path]]:
     """Media files under ``source`` (hidden ones and the output folder itself skipped)."""
-    skip = _resolved(output)
+    skip = resolved(output)
     pairs: list[tuple[Path, Path]] = []
 
     def unreadable(error: OSError) -> None:
@@ -87,7 +87,7 @@ def walk_folder(source: Path, output: Path, failures: list[str]) -> list[tuple[P
 
     for root, dirs, files in os.walk(source, onerror=unreadable):
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _resolved(here / d) != skip)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and resolved(here / d) != skip)
         for name in sorted(files):
             path = here / name
             if name.startswith(".") or path.suffix.lower() not in MEDIA_SUFFIXES:
@@ -108,7 +108,7 @@ def _refuse_clashes(jobs: list[tuple[Path, Path]]) -> None:
         seen[key] = source
 
 
-def _resolved(path: Path) -> Path:
+def resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except OSError:

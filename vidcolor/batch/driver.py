@@ -37,6 +37,7 @@ from vidcolor.batch.ledger import LEDGER, Ledger
 from vidcolor.batch.worker import ColorizeWorker, Done, EngineChoice, Failed, Outcome, Planned
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import RunOptions
+from vidcolor.plan import resolved
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ class _Film:
 
     item: Item
     index_ref: Any
-    index: Any
     chunks: list[Chunk]
     parts: dict[str, Path]
     left: set[str]
@@ -197,18 +197,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_outdir_apart(inputs: Sequence[str], outdir: Path) -> None:
     """OUTDIR may lie inside an input folder (it is then skipped) but not be one."""
-    target = _resolved(outdir)
+    target = resolved(outdir)
     for text in inputs:
         path = Path(text)
-        if path.is_dir() and _resolved(path) == target:
+        if path.is_dir() and resolved(path) == target:
             raise VidcolorError(f"{outdir}: is also an input folder; colourise into another folder")
-
-
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path.absolute()
 
 
 class _Job:
@@ -382,7 +375,7 @@ class _Job:
         left = {
             c.name for c in planned.chunks if not self.ledger.is_done(item, _part(c), verify=verify)
         }
-        film = _Film(item, self.ray.put(planned.index), planned.index, planned.chunks, parts, left)
+        film = _Film(item, self.ray.put(planned.index), planned.chunks, parts, left)
         self.films[item.label] = film
         # A film's chunks go first, so one film keeps every worker busy; the longest first,
         # so that workers finishing the short ones last end together.
