@@ -216,6 +216,42 @@ def test_killed_at_any_moment_then_rerun_gives_the_uninterrupted_output(archive,
     assert len(done) == len(set(done))  # nothing done twice
 
 
+def test_sigterm_ends_the_job_with_one_line_even_as_a_background_job(archive, tmp_path):
+    """Ray puts in SIGTERM handlers of its own (one dumps a stack trace); ours must win even
+    when the job started with SIGINT ignored, as a shell's background job does."""
+    out = tmp_path / "out"
+    args = [str(archive / "scans"), str(archive / "reels" / "long.mp4"), "-o", str(out), "-q"]
+    args += ["--workers", "2", "--chunk-seconds", str(CHUNK_SECONDS)]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "vidcolor", "batch", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    ledger = out / ".vidcolor-batch" / "ledger.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and job.poll() is None:
+        if ledger.exists() and ledger.read_bytes().count(b"\n") >= 1:
+            break
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 128 + signal.SIGTERM, stderr
+    assert stderr.strip().splitlines() == [
+        "vidcolor: error: interrupted by SIGTERM; finished files are kept: "
+        "the same command goes on from there"
+    ]
+    assert not [p for p in out.rglob("*.part*") if ".vidcolor-batch" not in p.parts]
+    assert len(_outputs(out)) < 4
+    rerun = subprocess.run(
+        [sys.executable, "-m", "vidcolor", "batch", *args], capture_output=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    expected = {"1950s/scan-0.jpg", "1950s/scan-1.jpg", "1950s/scan-2.jpg", "long.mp4"}
+    assert set(_outputs(out)) == expected
+
+
 def _assert_same_film(a: Path, b: Path) -> None:
     """Same frames, timestamps and sound; colour equal but for the encoder's own choices."""
     assert film_facts(b).pts == film_facts(a).pts

@@ -44,9 +44,11 @@ def install_interrupt_handlers() -> None:
 _received: int | None = None
 
 
-def first_signal_handler() -> object:
-    """The handler ``install_interrupt_handlers`` puts in (to tell whether it is in place)."""
-    return _first_signal
+def handlers_installed() -> bool:
+    """Whether ``install_interrupt_handlers`` is in force, so that code which lets a library
+    put in handlers of its own (Ray does) knows to put ours back. Any one signal tells: a
+    background job starts with SIGINT ignored, and ``nohup`` with SIGHUP ignored."""
+    return any(signal.getsignal(signum) is _first_signal for signum in HANDLED)
 
 
 def received() -> int | None:

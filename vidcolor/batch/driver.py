@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections import deque
@@ -242,7 +241,7 @@ class _Job:
 
     def _run(self, todo: list[Item]) -> None:
         started = time.perf_counter()
-        our_signals = signal.getsignal(signal.SIGINT) is signals.first_signal_handler()
+        our_signals = signals.handlers_installed()
         with _ray(self.settings, self.report) as ray:
             self.ray = ray
             actors = self._start_actors(ray)
@@ -486,7 +485,7 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         if settings.local_gpus is not None:
             kwargs["num_gpus"] = settings.local_gpus
     _check_reachable(address)
-    ours = signal.getsignal(signal.SIGINT) is signals.first_signal_handler()
+    ours = signals.handlers_installed()
     started = time.perf_counter()
     try:
         with _printable_entrypoint(ray):
