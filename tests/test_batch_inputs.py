@@ -61,9 +61,13 @@ def test_archives_become_folders_and_members_are_read_back(tree, make_image):
     with zipfile.ZipFile(tree / "album.zip", "w") as z:
         z.writestr("p/one.png", data)
         z.writestr("readme.txt", b"text")
+        z.writestr("__MACOSX/p/._one.png", b"resource fork")  # hidden, as in folders
+        z.writestr("p/.thumbs/one.png", data)
     with tarfile.open(tree / "more.tar.gz", "w:gz") as t:
         info = tarfile.TarInfo("two.png")
         info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+        info.name = "._two.png"
         t.addfile(info, io.BytesIO(data))
     found = expand_inputs([str(tree / "album.zip"), str(tree / "more.tar.gz")], tree / "out")
     assert outputs(found) == ["album/p/one.png", "more/two.png"] and found.failures == []

@@ -167,7 +167,7 @@ def _expand_archive(path: Path, found: Expansion) -> None:
                 f"{name}: member {one_line(member.name)} refused ({member.problem})"
             )
             continue
-        if PurePosixPath(member.name).suffix.lower() not in IMAGE_SUFFIXES:
+        if _hidden(member.name) or PurePosixPath(member.name).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         images += 1
         found.items.append(
@@ -249,6 +249,13 @@ class _Archive:
 
 def _open_archive(path: Path) -> _Archive:
     return _Archive(path)
+
+
+def _hidden(name: str) -> bool:
+    """Skipped as hidden files in folders are: dot names, and the resource forks macOS zips
+    carry (``__MACOSX/._scan.jpg``), which are not images at all."""
+    parts = PurePosixPath(name).parts
+    return any(part.startswith(".") for part in parts) or parts[:1] == ("__MACOSX",)
 
 
 def _name_problem(name: str) -> str | None:
