@@ -1,0 +1,203 @@
+"""The seeds' systems, the shipped model and any other generators, scored side by side.
+
+Every model is scored on the same validation folders by ``vidcolor eval``'s own code (the path
+``vidcolor photo.jpg`` runs, at the default render size and engine), beside the grey baseline,
+and shown on the same six photos in one picture: one row per model, the grey input on top and
+the truth at the bottom.
+
+    python benchmarks/recipes.py --model "seed 1=runs/seed-1-unet-mse/generator.safetensors" \\
+        [--model LABEL=PATH ...] [--data ../shared/data/val ...] [--out docs/recipes]
+
+Writes OUT/recipes.md (one table per validation folder), OUT/recipes.json and OUT/recipes.png,
+and prints the tables. Each model's training facts (architecture, steps, minutes) come from the
+recipe its safetensors metadata carries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DATA = [SHARED / "val", SHARED / "val-people-places"]
+# Three of the issue's complaints (daisies on brown grass, a cream goldfish, a sepia pizza) and
+# three of what films show: a face, a street, a landscape.
+PHOTOS = [
+    "val/n11939491_daisy.jpg",
+    "val/n01443537_goldfish.jpg",
+    "val/n07873807_pizza.jpg",
+    "val-people-places/UTKFace_3.jpg",
+    "val-people-places/Intel_459.jpg",
+    "val-people-places/BSDS500_569.jpg",
+]
+CELL = 128
+LABEL_WIDTH = 230
+GAP = 4
+
+
+def parse_model(text: str) -> tuple[str, Path]:
+    label, sep, path = text.rpartition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
+    return label, Path(path)
+
+
+def training_facts(path: Path) -> dict[str, object]:
+    """What the model's metadata says of how it was trained (empty for older files)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as weights:
+        meta = weights.metadata() or {}
+    facts: dict[str, object] = {}
+    for key in ("config", "step", "max_steps", "train_minutes", "complete", "data"):
+        if key in meta:
+            try:
+                facts[key] = json.loads(meta[key])
+            except ValueError:
+                facts[key] = meta[key]
+    return facts
+
+
+def read_photo(spec: str, data: list[Path]) -> np.ndarray:
+    from vidcolor.media.images import read_image
+
+    folder, _, name = spec.partition("/")
+    for root in data:
+        if root.name == folder and (root / name).is_file():
+            return read_image(root / name).rgb
+    raise SystemExit(f"recipes.py: grid photo {spec} is in none of the --data folders")
+
+
+def score_model(engine, data: list[Path], render_size: int, limit: int | None, grey: bool):
+    from vidcolor.train.data import EvalSource
+    from vidcolor.train.evaluate import evaluate_images
+
+    results = {}
+    for root in data:
+        started = time.perf_counter()
+        evaluation = evaluate_images(
+            engine, EvalSource(root).images(limit), render_size, with_grey=grey
+        )
+        results[root.name] = (evaluation, time.perf_counter() - started)
+    return results
+
+
+def cell(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB, CELL high, centre-cropped to a square so every column lines up."""
+    from vidcolor.color import to_uint
+
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = to_uint(rgb)[top : top + side, left : left + side]
+    return cv2.resize(square, (CELL, CELL), interpolation=cv2.INTER_AREA)
+
+
+def grid_row(label: str, images: list[np.ndarray]) -> np.ndarray:
+    width = LABEL_WIDTH + len(images) * (CELL + GAP)
+    row = np.full((CELL + GAP, width, 3), 255, np.uint8)
+    for i, line in enumerate(_wrap(label, 24)[:4]):
+        y = CELL // 2 - 8 * len(_wrap(label, 24)[:4]) + 16 * i + 12
+        cv2.putText(row, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, image in enumerate(images):
+        x = LABEL_WIDTH + i * (CELL + GAP)
+        row[:CELL, x : x + CELL] = cell(image)
+    return row
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def table(rows: list[tuple[str, object]], truth_cf: float) -> str:
+    head = "| model | PSNR (dB) ↑ | SSIM ↑ | CIEDE2000 ↓ | colourfulness | ΔCF |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for label, s in rows:
+        lines.append(
+            f"| {label} | {s.psnr:.2f} | {s.ssim:.4f} | {s.ciede2000:.2f} | "
+            f"{s.colorfulness:.1f} | {s.delta_cf:+.1f} |"
+        )
+    lines.append(f"| ground truth | — | — | 0 | {truth_cf:.1f} | 0 |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=parse_model, action="append", required=True)
+    parser.add_argument("--data", type=Path, action="append")
+    parser.add_argument("--photo", action="append", help="FOLDER/FILE for the grid (6)")
+    parser.add_argument("--render-size", type=int, default=160)
+    parser.add_argument("--limit", type=int, default=None, help="photos per folder")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "recipes")
+    args = parser.parse_args()
+    data = args.data or DATA
+    photos = [read_photo(spec, data) for spec in args.photo or PHOTOS]
+
+    from vidcolor.train.evaluate import grey_rgb
+
+    from vidcolor.api import colorize_array
+    from vidcolor.color import as_float_rgb
+    from vidcolor.engines import load_engine
+
+    rows: dict[str, list[tuple[str, object]]] = {root.name: [] for root in data}
+    truth: dict[str, float] = {}
+    report: list[dict[str, object]] = []
+    pictures = [("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])]
+    for number, (label, path) in enumerate(args.model):
+        engine = load_engine(path, render_size=args.render_size, threads=args.threads)
+        scored = score_model(engine, data, args.render_size, args.limit, grey=number == 0)
+        entry: dict[str, object] = {
+            "label": label,
+            "path": str(path),
+            "engine": engine.name,
+            "facts": training_facts(path),
+        }
+        for name, (evaluation, seconds) in scored.items():
+            if evaluation.grey is not None:
+                rows[name].insert(0, ("grey baseline", evaluation.grey))
+                entry_grey = asdict(evaluation.grey)
+                report.append({"label": "grey baseline", "data": name, **entry_grey})
+            rows[name].append((label, evaluation.model))
+            truth[name] = evaluation.truth_colorfulness
+            entry[name] = {
+                "images": evaluation.images,
+                "seconds": round(seconds, 1),
+                **asdict(evaluation.model),
+            }
+            print(f"{label} on {name}: {evaluation.images} photos in {seconds:.0f} s", flush=True)
+        report.append(entry)
+        pictures.append((label, [colorize_array(p, engine, args.render_size) for p in photos]))
+    pictures.append(("ground truth", [as_float_rgb(p) for p in photos]))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    tables = [
+        f"**{name}** ({report[-1][name]['images']} photos, render size {args.render_size})\n\n"
+        + table(rows[name], truth[name])
+        for name in rows
+    ]
+    text = "\n\n".join(tables) + "\n"
+    (args.out / "recipes.md").write_text(text)
+    (args.out / "recipes.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    picture = np.concatenate([grid_row(label, images) for label, images in pictures], axis=0)
+    cv2.imwrite(str(args.out / "recipes.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    print(text)
+    print(f"wrote {args.out}/recipes.md, recipes.json, recipes.png", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
