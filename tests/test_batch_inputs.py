@@ -39,6 +39,10 @@ def test_files_folders_and_globs(tree):
     none = expand_inputs([str(tree / "*.mov"), str(tree / "missing.png")], out)
     assert none.items == [] and len(none.failures) == 2
     assert "matches no file" in none.failures[0] and "not found" in none.failures[1]
+    assert [source for source, _ in none.failed()] == [
+        str(tree / "*.mov"),
+        str(tree / "missing.png"),
+    ]
 
 
 def test_manifests_text_and_csv_resolve_from_their_folder(tree):
@@ -48,6 +52,7 @@ def test_manifests_text_and_csv_resolve_from_their_folder(tree):
     found = expand_inputs([str(tree / "list.txt"), str(tree / "list.csv")], tree / "out")
     assert outputs(found) == ["loose.png", "a.png", "b.jpg"]
     assert len(found.failures) == 1 and "missing.jpg: not found" in found.failures[0]
+    assert found.failed()[0][0] == str(tree / "list.txt")  # the report names the INPUT
     nested = expand_inputs([str(tree / "nested.txt")], tree / "out")
     assert nested.items == [] and "a manifest inside manifest" in nested.failures[0]
 
@@ -122,6 +127,7 @@ def test_one_file_twice_is_one_item_and_a_clash_is_one_failure(tree, make_image)
     found = expand_inputs([loose, loose, str(tree / "other" / "loose.png")], tree / "o")
     assert [str(item.source) for item in found.items] == [loose]
     assert len(found.failures) == 1 and "already written from" in found.failures[0]
+    assert found.failed()[0][0] == str(tree / "other" / "loose.png")
 
 
 def test_damaged_archive_and_unknown_files_are_failures_not_crashes(tree):

@@ -145,8 +145,8 @@ def run_batch(
     with _exclusive(outdir):
         expansion = expand_inputs(list(inputs), outdir)
         report = Report(outdir=str(outdir), items=len(expansion.items) + len(expansion.failures))
-        for line in expansion.failures:
-            report.failed.append({"input": "", "error": one_line(line)})
+        for source, line in expansion.failed():
+            report.failed.append({"input": source, "error": one_line(line)})
             say(f"error: {one_line(line)}")
         ledger = Ledger(outdir, _options_key(options, choice))
         _clear_temporary(outdir)

@@ -66,6 +66,11 @@ class Item:
 class Expansion:
     items: list[Item] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # one line each
+    failed_inputs: list[str] = field(default_factory=list)  # the INPUT each failure came from
+
+    def failed(self) -> list[tuple[str, str]]:
+        """(INPUT as given, one-line error) of every failure, for the job's report."""
+        return list(zip(self.failed_inputs, self.failures, strict=True))
 
 
 def expand_inputs(inputs: Sequence[str], outdir: Path) -> Expansion:
@@ -77,6 +82,7 @@ def expand_inputs(inputs: Sequence[str], outdir: Path) -> Expansion:
     found = Expansion()
     for text in inputs:
         _expand_one(text, outdir, found, manifest=None)
+        found.failed_inputs += [text] * (len(found.failures) - len(found.failed_inputs))
     _drop_clashes(found)
     return found
 
@@ -309,4 +315,5 @@ def _drop_clashes(found: Expansion) -> None:
                 f"{one_line(item.label)}: {item.output} is already written from "
                 f"{one_line(first.label)}; give them different folders"
             )
+            found.failed_inputs.append(item.label)
     found.items = kept
