@@ -21,7 +21,7 @@ from vidcolor.train.data import (
     step_loader,
 )
 from vidcolor.train.evaluate import evaluate_images, grey_rgb
-from vidcolor.train.fit import TrainProgress, train
+from vidcolor.train.fit import TrainProgress, cpu_has_native_bf16, train
 from vidcolor.train.recipe import (
     BudgetSpec,
     ScheduleSpec,
@@ -520,8 +520,26 @@ def test_pretraining_leaves_out_the_discriminator_then_the_gan_fine_tunes(archiv
     assert read_metadata(result.weights)["step"] == "4"
 
 
-def test_half_precision_on_the_cpu_is_refused(archive, tmp_path):
+def test_fp16_on_the_cpu_and_bf16_without_bf16_instructions_are_refused(
+    archive, tmp_path, monkeypatch
+):
     raw = tiny_recipe(*archive)
-    raw["precision"] = "bf16"
-    with pytest.raises(VidcolorError, match="precision bf16 needs a CUDA device"):
+    raw["precision"] = "fp16"
+    with pytest.raises(VidcolorError, match="precision fp16 needs a CUDA device"):
         train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    raw["precision"] = "bf16"
+    monkeypatch.setattr("vidcolor.train.fit.cpu_has_native_bf16", lambda: False)
+    with pytest.raises(VidcolorError, match="needs bfloat16 instructions"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no bf16 instructions")
+def test_bf16_autocast_on_the_cpu_trains_close_to_fp32(archive, tmp_path):
+    raw = tiny_recipe(*archive)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        raw["precision"] = precision
+        train(recipe_from_dict(raw), tmp_path / precision, show_bar=False)
+        losses[precision] = [row["loss"]["loss"] for row in read_log(tmp_path / precision)]
+    assert losses["bf16"] != losses["fp32"]  # autocast did run in bf16
+    assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.05), losses

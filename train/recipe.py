@@ -10,7 +10,8 @@ The schema (every key; ``*`` marks the required ones)::
     name*: lite0-default        # the run folder: OUT/<name>
     seed: 0                     # init, data order and augmentation all follow from it
     device: auto                # auto | cpu | cuda | cuda:N
-    precision: fp32             # fp32 | bf16 | fp16 (autocast, CUDA only; fp16 uses a GradScaler)
+    precision: fp32             # fp32 | bf16 | fp16 autocast: fp16 on CUDA only (with a
+                                #   GradScaler), bf16 on CUDA or a CPU with bf16 instructions
     threads: null               # torch CPU threads (null: torch's default)
     generator: {arch: ...}      # handed as is to vidcolor.models.registry.build_generator
     data:
