@@ -294,6 +294,22 @@ def test_progress_shows_parts_rate_and_eta_and_when_the_sitting_stops():
     progress.close()
 
 
+def test_progress_in_a_log_is_a_line_at_the_first_step_then_every_five_minutes(monkeypatch):
+    now, lines = [0.0], []
+    progress = TrainProgress(10_000, show_bar=False, clock=lambda: now[0])
+    monkeypatch.setattr(progress, "write", lines.append)
+    for step in range(1, 2001):
+        now[0] += 0.5  # 1,000 s in all
+        progress.step(step, {"loss": 0.1})
+    assert [line.split(",")[0] for line in lines] == [
+        "step 1/10000",
+        "step 601/10000",
+        "step 1201/10000",
+        "step 1801/10000",
+    ]
+    progress.close()
+
+
 # --- recipes --------------------------------------------------------------------------------
 
 

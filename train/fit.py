@@ -216,12 +216,16 @@ def generator_optimizer(generator: nn.Module, recipe: Recipe) -> torch.optim.Opt
     )
 
 
+LOG_STATUS_SECONDS = 300.0  # a status line in a log this often: a long run's rate is visible
+
+
 class TrainProgress:
     """What a person watching sees, on stderr, from the first step on.
 
     On a terminal: a bar over the schedule with the loss parts, steps/s and ETA. Elsewhere (a
-    log file, CI): one plain line after the first step, one per validation pass, checkpoint and
-    stop, so a log shows the same facts without a bar's carriage returns.
+    log file, CI): one plain line after the first step and every ``LOG_STATUS_SECONDS``, and
+    one per validation pass, checkpoint and stop, so a log shows the same facts without a
+    bar's carriage returns.
     """
 
     def __init__(
@@ -282,11 +286,12 @@ class TrainProgress:
     def step(self, step: int, parts: Mapping[str, float], phase: str = "") -> None:
         if not self.enabled:
             return
+        now = self.clock()
         if self.bar.disable:
-            if step == self.start_step + 1:
+            if step == self.start_step + 1 or now - self._shown >= LOG_STATUS_SECONDS:
+                self._shown = now
                 self.write(self.status(step, parts, phase))
             return
-        now = self.clock()
         if now - self._shown >= 0.5 or step == self.start_step + 1:
             self._shown = now
             self.bar.n = step
