@@ -368,6 +368,14 @@ def test_recipe_overrides_parse_yaml_and_reach_nested_keys_and_list_entries():
         ("loss=[l1]", "loss.0 must be a mapping"),
         ("budget", "expected KEY=VALUE"),
         ("name.first=x", "name is not a section"),
+        ("name=../escape", "name must be a plain folder name"),
+        ("name=.", "name must be a plain folder name"),
+        ("name=a/b", "name must be a plain folder name"),
+        ("optim.lr=.inf", "optim.lr must be a finite number"),
+        ("optim.beta1=1.5", r"out of range: optim.beta1 = 1.5"),
+        ("optim.weight_decay=-5", "out of range: optim.weight_decay"),
+        ("seed=99999999999999999999", "out of range: seed"),
+        ("data.epoch_size=99999999999999", "out of range: data.epoch_size"),
     ],
 )
 def test_bad_recipe_values_are_one_line_user_errors(override, message):
@@ -386,6 +394,21 @@ def test_recipe_file_problems_are_user_errors(tmp_path):
     bad.write_text("name: x\n")
     with pytest.raises(VidcolorError, match="missing key data"):
         load_recipe(bad)
+    bad.write_text(CONFIG.read_text() + "\nx: &a [1, 2]\ny: [*a, *a]\n")  # billion laughs
+    with pytest.raises(VidcolorError, match="aliases"):
+        load_recipe(bad)
+    bad.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(VidcolorError, match="not a recipe"):
+        load_recipe(bad)
+
+
+def test_a_diverging_run_stops_with_one_line_and_saves_nothing_of_it(archive, tmp_path):
+    raw = tiny_recipe(*archive)
+    raw["loss"][0]["weight"] = 1e308  # finite, but the loss overflows to inf
+    with pytest.raises(VidcolorError, match="training diverged at step 1"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    assert not list((tmp_path / "run").rglob("*.pt"))
+    assert not list((tmp_path / "run").rglob("*.safetensors"))
 
 
 def test_recipe_identity_leaves_out_what_may_change_between_sittings():

@@ -770,6 +770,12 @@ class _Trainer:
                     lum = lum.to(self.device, non_blocking=True)
                     ab = ab.to(self.device, non_blocking=True)
                     parts = self.dist.mean(self.train_step(lum, ab))
+                    if not math.isfinite(parts["loss"]):  # every rank sees the same mean
+                        raise VidcolorError(
+                            f"training diverged at step {self.step}: the loss is "
+                            f"{parts['loss']}; lower optim.lr or the loss weights (nothing of "
+                            "this step was saved)"
+                        )
                     self.running.add(parts)
                     progress.step(self.step, parts, schedule.phase(self.step - 1))
                     last = self.step == schedule.max_steps

@@ -5,10 +5,11 @@ run from); paths given with ``--set`` are relative to the current directory, lik
 command-line path. Every key is checked against the dataclasses below before any data is
 loaded, so a typo (``budget.max_minuts``) fails at once with one line, not after an hour.
 
-The schema (every key; ``*`` marks the required ones)::
+The schema (every key; ``*`` marks the required ones). Numbers must be finite; counts, sizes,
+rates and budgets positive::
 
-    name*: lite0-default        # the run folder: OUT/<name>
-    seed: 0                     # init, data order and augmentation all follow from it
+    name*: lite0-default        # the run folder OUT/<name>: one plain folder name
+    seed: 0                     # init, data order and augmentation follow from it; 0..2^32-1
     device: auto                # auto | cpu | cuda | cuda:N
     precision: fp32             # fp32 | bf16 | fp16 autocast: fp16 on CUDA only (with a
                                 #   GradScaler), bf16 on CUDA or a CPU with bf16 instructions
@@ -23,11 +24,13 @@ The schema (every key; ``*`` marks the required ones)::
       short_side: 192           # photos are decoded once and kept in memory at this short side
       max_memory_mb: 4096       # ... and the run refuses to start if they would take more
       min_chroma: 3.0           # photos whose mean Lab chroma is below this are skipped (grey)
-      crop: 160                 # random resized square crops, this many pixels a side
+      crop: 160                 # random resized square crops, this many pixels a side (a
+                                #   multiple of 32, at most short_side)
       min_scale: 0.55           # crop side as a fraction of the short side: uniform in
       max_scale: 1.0            #   [min_scale, max_scale]
       flip: true                # random horizontal flips
-      epoch_size: null          # samples per epoch (a reshuffle); null: all sources' photos
+      epoch_size: null          # samples per epoch (a reshuffle; at most 10 million); null:
+                                #   all sources' photos
       workers: 1                # DataLoader worker processes (0: in the training process)
     loss*:                      # handed to vidcolor.train.losses.build_loss; parts that need
       - {kind: l1, weight: 100} #   a discriminator (adversarial) are off while pretraining
@@ -42,7 +45,7 @@ The schema (every key; ``*`` marks the required ones)::
       batch_size*: 16           # the global batch (split evenly over --workers)
       lr*: 1.0e-3               # decoder and head
       encoder_lr: null          # the pretrained encoder (null: lr)
-      weight_decay: 0.0
+      weight_decay: 0.0         # >= 0; the betas (here and for the discriminator) in [0, 1)
       beta1: 0.9
       beta2: 0.999
       grad_clip: null           # max global gradient norm (null: no clipping)
@@ -75,8 +78,10 @@ move; their photos are compared instead, see ``data.SourceImages.fingerprint``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -89,6 +94,8 @@ from vidcolor.errors import VidcolorError
 
 SIZE_MULTIPLE = 32  # the generators' total stride: crops and render sizes are multiples of it
 PRECISIONS = ("fp32", "bf16", "fp16")
+MAX_EPOCH_SIZE = 10_000_000  # the epoch's sample order is 16 bytes a sample in memory
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML: /dev/zero is not
 
 
 @dataclass(frozen=True)
@@ -203,13 +210,20 @@ class Recipe:
             and data.crop % SIZE_MULTIPLE == 0,
             "data.min_scale": 0 < data.min_scale <= data.max_scale,
             "data.max_scale": data.max_scale <= 1,
-            "data.epoch_size": data.epoch_size is None or data.epoch_size >= 1,
+            "data.epoch_size": data.epoch_size is None or 1 <= data.epoch_size <= MAX_EPOCH_SIZE,
             "data.workers": data.workers >= 0,
             "loss": len(self.loss) >= 1,
             "optim.batch_size": optim.batch_size >= 1,
             "optim.lr": optim.lr > 0,
             "optim.encoder_lr": optim.encoder_lr is None or optim.encoder_lr >= 0,
             "optim.grad_clip": optim.grad_clip is None or optim.grad_clip > 0,
+            "optim.weight_decay": optim.weight_decay >= 0,
+            "optim.beta1": 0 <= optim.beta1 < 1,
+            "optim.beta2": 0 <= optim.beta2 < 1,
+            "discriminator.beta1": 0 <= self.discriminator.beta1 < 1,
+            "discriminator.beta2": 0 <= self.discriminator.beta2 < 1,
+            "discriminator.weight_decay": self.discriminator.weight_decay >= 0,
+            "seed": 0 <= self.seed < 2**32,
             "schedule.max_steps": schedule.max_steps >= 1,
             "schedule.warmup_steps": schedule.warmup_steps >= 0,
             "schedule.min_lr_factor": 0 <= schedule.min_lr_factor <= 1,
@@ -229,11 +243,16 @@ class Recipe:
             "val.grid": val.grid >= 0,
             "threads": self.threads is None or self.threads >= 1,
         }
-        wrong = [key for key, ok in checks.items() if not ok]
+        wrong = [f"{key} = {_short(self._value(key))}" for key, ok in checks.items() if not ok]
         if wrong:
             raise VidcolorError(
-                f"recipe: out of range: {', '.join(wrong)} (sizes: multiples of "
-                f"{SIZE_MULTIPLE}; counts, rates and budgets: positive; see train/recipe.py)"
+                f"recipe: out of range: {'; '.join(wrong)} (the schema at the top of "
+                "train/recipe.py gives each key's range)"
+            )
+        if not _plain_folder_name(self.name):
+            raise VidcolorError(
+                f"recipe: name must be a plain folder name (the run folder OUT/<name>), not "
+                f"{self.name!r}"
             )
         if self.precision not in PRECISIONS:
             raise VidcolorError(
@@ -247,6 +266,17 @@ class Recipe:
                 f"recipe: val.sets: two sets are named alike ({', '.join(labels)}); give each "
                 "a name"
             )
+
+    def _value(self, key: str) -> Any:
+        """The value behind a dotted key; a key over a list gives the list's values."""
+        values: list[Any] = [self]
+        for part in key.split("."):
+            values = [
+                getattr(v, part)
+                for value in values
+                for v in (value if isinstance(value, list) else [value])
+            ]
+        return values[0] if len(values) == 1 else values
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths as given), recorded in checkpoints and weights."""
@@ -262,6 +292,17 @@ class Recipe:
             data.pop(key)
         data["sources"] = [{"weight": s["weight"]} for s in data["sources"]]
         return out
+
+
+def _plain_folder_name(name: str) -> bool:
+    """One path component of printable characters: a run can only land inside ``--out``."""
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and len(name.encode("utf-8", "surrogateescape")) <= 200
+        and not any(c in name for c in "/\\\0")
+        and name.isprintable()
+    )
 
 
 def recipe_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -285,7 +326,11 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
     yaml = _yaml()
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        with path.open("rb") as file:
+            text = file.read(MAX_RECIPE_BYTES + 1)
+        if len(text) > MAX_RECIPE_BYTES:
+            raise VidcolorError(f"recipe {path} is over {MAX_RECIPE_BYTES >> 20} MiB: not a recipe")
+        raw = _safe_load(yaml, text.decode("utf-8"))
     except OSError as exc:
         raise VidcolorError(f"cannot read recipe {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError:
@@ -319,7 +364,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         if not sep or not all(parts):
             raise VidcolorError(f"--set {item!r}: expected KEY=VALUE, e.g. budget.max_minutes=5")
         try:
-            value = yaml.safe_load(text)
+            value = _safe_load(yaml, text)
         except yaml.YAMLError as exc:
             raise VidcolorError(f"--set {item!r}: value is not valid YAML") from exc
         node: Any = raw
@@ -393,13 +438,16 @@ def _coerce(value: object, kind: Any, key: str) -> Any:
     if kind is int and isinstance(value, int) and not is_bool:
         return value
     if kind is float and not is_bool:
+        number = None
         if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            raise VidcolorError(f"recipe: {key} must be a finite number, not {value!r}")
     if kind is str and isinstance(value, str | int | float) and not is_bool:
         return str(value)
     if kind is Path and isinstance(value, str) and value:
@@ -435,6 +483,22 @@ def _relative_to(folder: Path, value: str) -> str:
     if os.path.isabs(expanded):
         return expanded
     return os.path.normpath(os.path.join(folder, expanded))
+
+
+def _safe_load(yaml: types.ModuleType, text: str) -> Any:
+    """yaml.safe_load without aliases (``*name``): a recipe needs none, and a few nested ones
+    expand to billions of entries when the recipe is copied (a "billion laughs" file)."""
+
+    class Loader(yaml.SafeLoader):  # type: ignore[name-defined, misc]
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not allowed in a recipe", mark
+                )
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader)
 
 
 def _yaml() -> types.ModuleType:
