@@ -135,6 +135,24 @@ def test_resume_continues_and_refuses_another_recipe(project):
     assert both.exit_code == 2 and "exclude each other" in both.output
 
 
+def test_a_second_run_into_a_live_run_folder_is_refused_and_deletes_nothing(project):
+    import fcntl
+
+    config = project / "configs" / "tiny.yaml"
+    out = project / "runs"
+    first = invoke(train_command, config, "--out", out, "--set", "budget.max_steps=2")
+    assert first.exit_code == 0, first.output
+    before = sorted(p.name for p in (out / "tiny").rglob("*"))
+    with open(out / ".tiny.lock", "r+") as held:  # as the live run holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        for extra in ("--overwrite", "--resume"):
+            refused = invoke(train_command, config, "--out", out, extra)
+            assert_one_line_error(refused, "another vidcolor train", "is running")
+    assert sorted(p.name for p in (out / "tiny").rglob("*")) == before
+    resumed = invoke(train_command, config, "--out", out, "--resume")
+    assert resumed.exit_code == 0, resumed.output  # the lock went with its holder
+
+
 def test_missing_training_data_is_one_line_and_exit_1(project, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke(
@@ -225,6 +243,13 @@ def test_eval_with_a_broken_model_or_missing_data_is_one_line(project, tmp_path)
     assert_one_line_error(invoke(eval_command, bad, val), "cannot read model weights")
     result = invoke(eval_command, bad, tmp_path / "missing")
     assert_one_line_error(result, "data not found")  # data is checked before the model
+
+
+def test_eval_has_the_max_pixels_its_refusal_names(project, tiny_model):
+    val = project / "data" / "val"
+    refused = invoke(eval_command, tiny_model, val, "--max-pixels", 100)
+    assert_one_line_error(refused, "use --max-pixels to raise it")
+    assert invoke(eval_command, tiny_model, val, "--max-pixels", 10**6).exit_code == 0
 
 
 def test_python_m_evaluate_wrapper_runs_eval(project, tiny_model, capsys):

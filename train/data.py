@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.media.images import read_image
+from vidcolor.options import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # What ``vidcolor eval`` and training read from a folder of photos: what vidcolor colourises.
@@ -431,14 +432,16 @@ class EvalSource:
             return None
         return len(self.photos) if limit is None else min(limit, len(self.photos))
 
-    def images(self, limit: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    def images(
+        self, limit: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> Iterator[tuple[str, np.ndarray]]:
         """(name, pixels) in a stable order: uint8/uint16 RGB or grey, as read."""
         count = 0
         for path in self.photos:
             if limit is not None and count >= limit:
                 return
             name = path.name if path == self.path else str(path.relative_to(self.path))
-            yield name, read_image(path).rgb
+            yield name, read_image(path, max_pixels).rgb
             count += 1
         for name, rgb in iter_shard_members(self.shards):
             if limit is not None and count >= limit:

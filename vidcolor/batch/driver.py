@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -35,6 +34,7 @@ from vidcolor.batch.inputs import Item, expand_inputs
 from vidcolor.batch.ledger import LEDGER, Ledger
 from vidcolor.batch.worker import ColorizeWorker, Done, EngineChoice, Failed, Outcome, Planned
 from vidcolor.errors import VidcolorError, one_line
+from vidcolor.locks import exclusive
 from vidcolor.options import RunOptions
 from vidcolor.plan import resolved
 
@@ -578,21 +578,13 @@ def _make_outdir(outdir: Path) -> None:
         raise VidcolorError(f"{outdir}: cannot create output folder ({exc.strerror})") from exc
 
 
-@contextlib.contextmanager
-def _exclusive(outdir: Path) -> Iterator[None]:
+def _exclusive(outdir: Path) -> contextlib.AbstractContextManager[None]:
     """One job per OUTDIR: a second one at the same time would publish the same files."""
-    path = outdir / STATE / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VidcolorError(
-                f"{outdir}: another vidcolor batch job is writing here; wait for it to end"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(
+        outdir / STATE / "lock",
+        f"{outdir}: another vidcolor batch job (process {{pid}}) is writing here; wait for it "
+        "to end",
+    )
 
 
 def _clear_temporary(outdir: Path) -> None:

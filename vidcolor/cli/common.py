@@ -49,6 +49,14 @@ class NonEmptyPath(click.ParamType):
 
 NON_EMPTY_PATH = NonEmptyPath()
 
+MAX_PIXELS_OPTION = click.option(
+    "--max-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest still or frame (width x height) to decode; bigger ones are refused.",
+)
+
 
 class Progress:
     """A tqdm bar on terminals (frames, fps, ETA); silent when piped or --quiet."""
@@ -96,13 +104,7 @@ def film_output_options(command: F) -> F:
         click.option(
             "--preset", default="medium", show_default=True, help="x264/x265 speed preset."
         ),
-        click.option(
-            "--max-pixels",
-            default=DEFAULT_MAX_PIXELS,
-            show_default=True,
-            type=click.IntRange(1),
-            help="Largest still or frame (width x height) to decode; bigger ones are refused.",
-        ),
+        MAX_PIXELS_OPTION,
         click.option(
             "--allow-truncated",
             is_flag=True,

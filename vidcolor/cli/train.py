@@ -7,6 +7,7 @@ are raised as ``VidcolorError``; the ``vidcolor`` group prints them as one line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from vidcolor.cli.common import NON_EMPTY_PATH, engine_options
+from vidcolor.cli.common import MAX_PIXELS_OPTION, NON_EMPTY_PATH, engine_options
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
@@ -81,15 +82,34 @@ def train_command(
         raise click.UsageError("--resume and --overwrite exclude each other")
     recipe = load_recipe(config, overrides)
     run = out / recipe.name
-    if workers > 1:
-        from vidcolor.train.distributed import train_with_ray
+    with _run_lock(run):
+        if workers > 1:
+            from vidcolor.train.distributed import train_with_ray
 
-        result = train_with_ray(recipe, run, workers, resume=resume, overwrite=overwrite)
-    else:
-        from vidcolor.train.fit import train
+            result = train_with_ray(recipe, run, workers, resume=resume, overwrite=overwrite)
+        else:
+            from vidcolor.train.fit import train
 
-        result = train(recipe, run, resume=resume, overwrite=overwrite)
+            result = train(recipe, run, resume=resume, overwrite=overwrite)
     click.echo(str(result.weights))
+
+
+def _run_lock(run: Path) -> contextlib.AbstractContextManager[None]:
+    """One sitting per run folder: two would interleave steps in one log and prune each
+    other's checkpoints, and --overwrite would delete a live run's files."""
+    from vidcolor.locks import exclusive
+
+    if run.parent.exists() and not run.parent.is_dir():
+        raise VidcolorError(f"--out {run.parent} is not a folder")
+    try:
+        run.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VidcolorError(f"cannot create {run.parent}: {exc.strerror or exc}") from exc
+    return exclusive(
+        run.parent / f".{run.name}.lock",
+        f"{run}: another vidcolor train (process {{pid}}) is running in this run folder; wait "
+        "for it to stop",
+    )
 
 
 @click.command(
@@ -116,6 +136,7 @@ def train_command(
     default=None,
     help="CPU threads for the engine (default: the CPUs this process may use).",
 )
+@MAX_PIXELS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def eval_command(
     model: Path,
@@ -126,6 +147,7 @@ def eval_command(
     backend: str,
     precision: str,
     threads: int | None,
+    max_pixels: int,
     as_json: bool,
 ) -> None:
     """Score MODEL (.safetensors) on each DATA beside the grey baseline.
@@ -161,7 +183,7 @@ def eval_command(
         ) as bar:
             evaluation = evaluate_images(
                 engine,
-                source.images(limit),
+                source.images(limit, max_pixels),
                 render_size,
                 with_grey=True,
                 on_image=lambda: bar.update(1),
