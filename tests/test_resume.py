@@ -142,6 +142,22 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(archive, tmp_p
     assert isinstance(torch.load(path, weights_only=True)["rng"]["python"], tuple)
 
 
+def test_flipped_bytes_inside_a_checkpoint_are_caught_by_its_checksums(archive, tmp_path):
+    raw = tiny_recipe(*archive, max_steps=2)
+    raw["checkpoint"]["every_steps"] = 1
+    train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    folder = tmp_path / "run" / "checkpoints"
+    newest = list_checkpoints(folder)[-1][1]
+    data = bytearray(newest.read_bytes())
+    middle = len(data) // 2  # inside a tensor's bytes: torch.load alone would not notice
+    data[middle : middle + 64] = b"\xff" * 64
+    newest.write_bytes(bytes(data))
+    with pytest.raises(VidcolorError, match="damaged checkpoint"):
+        load_checkpoint(newest)
+    path, state = load_latest(folder)
+    assert state["step"] == 1 and path.name == "step-00000001.pt"
+
+
 def run_fit(config: Path, out: Path, *args: str) -> subprocess.Popen:
     """``vidcolor train`` in its own process group (as a shell runs it)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
