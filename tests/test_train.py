@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ from vidcolor.train.data import (
     EvalSource,
     StepBatches,
     TrainingSet,
+    iter_shard_members,
     load_source,
     mean_chroma,
     split_counts,
@@ -308,6 +310,34 @@ def test_progress_in_a_log_is_a_line_at_the_first_step_then_every_five_minutes(m
         "step 1801/10000",
     ]
     progress.close()
+
+
+def test_shard_members_that_declare_huge_sizes_or_pixel_counts_are_not_read(tmp_path, monkeypatch):
+    shard = tmp_path / "huge.tar"
+    with tarfile.open(shard, "w") as tar:
+        tar.addfile(tarfile.TarInfo("x.jpg"), io.BytesIO(b""))
+    header = bytearray(shard.read_bytes())
+    header[124:136] = b"%011o\0" % (2**33 - 1)  # an 8 GiB member in a 10 kB file
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header[:512])
+    shard.write_bytes(bytes(header))
+    with pytest.raises(VidcolorError, match="declares 8589934591 bytes"):
+        list(iter_shard_members([shard]))
+    ok, png = cv2.imencode(".png", np.zeros((1, 1), np.uint8))
+    bomb = bytearray(png.tobytes())
+    bomb[16:24] = (12_000).to_bytes(4, "big") * 2  # 144 megapixels declared in the header
+    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
+    good = photo(1)
+    write_shard(tmp_path / "bomb" / "s.tar", [good])
+    with tarfile.open(tmp_path / "bomb" / "s.tar", "a") as tar:
+        info = tarfile.TarInfo("bomb.png")
+        info.size = len(bomb)
+        tar.addfile(info, io.BytesIO(bytes(bomb)))
+    decoded = []
+    imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or imdecode(*a))
+    assert len(list(iter_shard_members([tmp_path / "bomb" / "s.tar"]))) == 1
+    assert len(decoded) == 1  # the bomb's header was read, its pixels never decoded
 
 
 # --- recipes --------------------------------------------------------------------------------

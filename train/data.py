@@ -19,8 +19,10 @@ however often the run was stopped and resumed; ``StepBatches`` hands the positio
 from __future__ import annotations
 
 import hashlib
+import io
 import signal
 import tarfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidcolor.color import rgb_to_lab
@@ -39,11 +42,25 @@ from vidcolor.options import DEFAULT_MAX_PIXELS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # What ``vidcolor eval`` and training read from a folder of photos: what vidcolor colourises.
 PHOTO_SUFFIXES = (*IMAGE_SUFFIXES, ".tif", ".tiff", ".bmp")
+MAX_MEMBER_BYTES = 256 << 20  # a shard member bigger than this is not a photo
 # Streams of the data RNG, so that no two kinds of random choice ever share a seed.
 _PLAN_STREAM, _SAMPLE_STREAM = 0, 1
 
 
 def _decode_rgb(data: bytes) -> np.ndarray | None:
+    """uint8 RGB, or None for what is not a picture or declares more than DEFAULT_MAX_PIXELS
+    (a decompression bomb: the header is read first, by Pillow, without decoding)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            header = Image.open(io.BytesIO(data))
+        with header:
+            if header.width * header.height > DEFAULT_MAX_PIXELS:
+                return None
+    except Image.DecompressionBombError:
+        return None
+    except (OSError, ValueError):
+        pass  # OpenCV reads some files Pillow does not; it has a limit of its own
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -79,6 +96,11 @@ def _shard_images(shard: Path) -> Iterator[tuple[str, bytes]]:
         with tarfile.open(shard) as tar:
             for member in tar:
                 if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise VidcolorError(
+                            f"{shard}: member {one_line(member.name)} declares {member.size} "
+                            f"bytes, more than any photo ({MAX_MEMBER_BYTES >> 20} MiB); not read"
+                        )
                     handle = tar.extractfile(member)
                     if handle is not None:
                         yield member.name, handle.read()
