@@ -307,6 +307,7 @@ def test_two_ray_workers_split_each_batch_and_follow_the_single_process_curve(pr
     weights_only = [k for k in a if "running_" not in k and "num_batches" not in k]
     drift = max((a[k] - b[k]).abs().max().item() for k in weights_only)
     assert 0 < drift < 0.05  # (batch norm's running statistics are rank 0's own)
+    assert not list(project.rglob(".ray"))  # Ray Train's own records are gone
 
 
 def test_workers_must_split_the_batch_evenly_before_ray_starts(project):
@@ -314,3 +315,18 @@ def test_workers_must_split_the_batch_evenly_before_ray_starts(project):
     if "needs Ray Train" in str(result.exception):
         pytest.skip("Ray Train not installed")
     assert_one_line_error(result, "optim.batch_size 4 does not split evenly over 3 workers")
+
+
+def test_more_workers_than_a_local_ray_has_cpus_is_refused_before_ray_starts(project):
+    workers = 2 * (os.cpu_count() or 1)
+    result = invoke(
+        train_command,
+        project / "configs" / "tiny.yaml",
+        "--workers",
+        workers,
+        "--set",
+        f"optim.batch_size={workers}",
+    )
+    if "needs Ray Train" in str(result.exception):
+        pytest.skip("Ray Train not installed")
+    assert_one_line_error(result, f"--workers {workers}", "would wait for them forever")

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vidcolor import signals
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.models.weights import read_metadata
 
@@ -39,6 +42,8 @@ from .fit import (
     train,
 )
 from .recipe import Recipe
+
+RAY_STORAGE = ".ray"  # Ray Train's run records, inside the run folder while it runs
 
 
 def absolute(recipe: Recipe) -> Recipe:
@@ -78,6 +83,30 @@ def _worker_loop(config: dict[str, Any]) -> None:
     ray.train.report({"step": result.step, "finished": result.finished})  # (every rank)
 
 
+def _fit_answering_signals(trainer: Any, ray: Any) -> None:
+    """trainer.fit() in a thread: the main thread, blocked inside ray.get, would never run a
+    signal handler. On a signal the workers are stopped (the run keeps its last periodic
+    checkpoint) and ``Interrupted`` goes on to the command's one line."""
+    outcome: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # handed to the main thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except signals.Interrupted:
+        ray.shutdown()  # ends the workers (the fit thread then fails, unheard)
+        raise
+    if outcome:
+        raise outcome[0]
+
+
 def train_with_ray(
     recipe: Recipe,
     run_dir: Path,
@@ -105,11 +134,21 @@ def train_with_ray(
     if resume:
         path, state = load_latest(run_dir / "checkpoints")
         _check_resumable(recipe, state, path)
-    _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
+    address = os.environ.get("RAY_ADDRESS") or "local"  # never a stale cluster by accident
     gpu = _uses_gpu(recipe)
+    cpus = os.cpu_count() or 1
+    if address == "local" and not gpu and workers * (recipe.threads or 1) > cpus:
+        raise VidcolorError(
+            f"--workers {workers} with {recipe.threads or 1} thread(s) each needs "
+            f"{workers * (recipe.threads or 1)} CPUs, and this machine has {cpus}; Ray would "
+            "wait for them forever (a cluster: set RAY_ADDRESS)"
+        )
+    _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
+    ours = signals.handlers_installed()
     if not ray.is_initialized():
-        # "local" unless RAY_ADDRESS names a cluster: never a stale one found by accident
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
+        ray.init(address=address, include_dashboard=False)
+    if ours:  # ray.init puts in a SIGTERM handler of its own (and its core a C++ one that
+        signals.install_interrupt_handlers()  # aborts): a signal still ends the run in a line
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
@@ -126,15 +165,17 @@ def train_with_ray(
         ),
         run_config=RunConfig(
             name=recipe.name,
-            storage_path=str(run_dir.parent / ".ray"),
+            storage_path=str(run_dir / RAY_STORAGE),
             failure_config=FailureConfig(max_failures=0),
         ),
     )
     try:
-        trainer.fit()
+        _fit_answering_signals(trainer, ray)
     except Exception as exc:  # Ray wraps a worker's error in its own types
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise VidcolorError(f"training failed on a Ray worker: {one_line(lines[-1])}") from exc
+    finally:
+        shutil.rmtree(run_dir / RAY_STORAGE, ignore_errors=True)  # Ray Train's own records
     weights = run_dir / "generator.safetensors"
     info = read_metadata(weights)  # what rank 0 wrote last
     return TrainResult(weights, int(info["step"]), info.get("complete") == "yes")
