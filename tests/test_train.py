@@ -414,6 +414,14 @@ def test_bad_recipe_values_are_one_line_user_errors(override, message):
     assert "\n" not in str(info.value)
 
 
+def test_discriminator_keys_are_checked_even_without_an_adversarial_loss():
+    from vidcolor.train.fit import build_components
+
+    recipe = load_recipe(CONFIG, ["discriminator.net.bogus=1"])
+    with pytest.raises(VidcolorError, match="unknown discriminator key"):
+        build_components(recipe)
+
+
 def test_recipe_file_problems_are_user_errors(tmp_path):
     with pytest.raises(VidcolorError, match="cannot read recipe"):
         load_recipe(tmp_path / "missing.yaml")

@@ -166,6 +166,9 @@ def build_components(recipe: Recipe) -> Components:
             "(e.g. {kind: l1}) to pretrain with"
         )
     discriminator = build_discriminator(recipe.discriminator.net) if adversarial else None
+    if not adversarial and recipe.discriminator.net:
+        with torch.random.fork_rng():  # its keys are checked all the same; no RNG is used up
+            build_discriminator(recipe.discriminator.net)
     return Components(generator, loss, discriminator)
 
 
