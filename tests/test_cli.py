@@ -527,6 +527,20 @@ def test_an_unreadable_input_is_one_line(make_image, tmp_path, monkeypatch, caps
 # --- found by the second round of adversarial testing ---------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["batch"], "Missing argument 'INPUTS...'. (see vidcolor batch -h)"),
+        (["eval", "m.safetensors", "d", "--device", "xyz"], "(see vidcolor eval -h)"),
+    ],
+)
+def test_usage_errors_are_one_line_with_where_to_look(args, line):
+    run = run_cli(*args)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vidcolor: error: ") and lines[0].endswith(line)
+
+
 @pytest.mark.parametrize("where", ["input", "output"])
 def test_an_empty_name_is_refused(make_image, tmp_path, where):
     """pathlib reads '' as '.': an empty input used to colourise the whole current folder."""

@@ -108,9 +108,11 @@ def main(args: list[str] | None = None) -> Any:
         os._exit(exc.exit_status)
     except click.exceptions.Abort:
         fail("aborted", 130)
+    except click.UsageError as exc:  # click's own form is three lines: usage, hint, error
+        where = exc.ctx.command_path if exc.ctx is not None else "vidcolor"
+        fail(f"{exc.format_message()} (see {where} -h)", exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        fail(exc.format_message(), exc.exit_code)
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("VIDCOLOR_DEBUG"):
             traceback.print_exc()
