@@ -221,7 +221,10 @@ def test_sigterm_to_the_process_group_checkpoints_the_step_it_stopped_at(archive
     assert proc.returncode == 143, err
     assert "SIGTERM: stopping after this step to checkpoint" in err
     last = err.strip().splitlines()[-1]
-    assert last == "vidcolor: error: interrupted by SIGTERM; the last checkpoint is kept"
+    assert last == (
+        "vidcolor: error: interrupted by SIGTERM; checkpoints written so far are kept "
+        "(--resume goes on from the last)"
+    )
     assert "Traceback" not in err and "DataLoader worker" not in err
     ((step, path),) = list_checkpoints(folder)
     assert step >= 5 and load_checkpoint(path)["step"] == step

@@ -95,7 +95,7 @@ def main(args: list[str] | None = None) -> Any:
     except Interrupted as exc:
         argv = sys.argv[1:] if args is None else args
         kept = {
-            "train": "; the last checkpoint is kept",
+            "train": "; checkpoints written so far are kept (--resume goes on from the last)",
             "eval": "",
             "eval-video": "",
             "batch": "; finished files are kept: the same command goes on from there",

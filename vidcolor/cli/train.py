@@ -227,7 +227,11 @@ def run_standalone(
         click.echo(f"vidcolor: error: {one_line(str(exc))}", err=True)
         sys.exit(1)
     except Interrupted as exc:
-        kept = "the last checkpoint is kept" if command is train_command else "nothing was kept"
+        kept = (
+            "checkpoints written so far are kept (--resume goes on from the last)"
+            if command is train_command
+            else "nothing was kept"
+        )
         click.echo(f"vidcolor: error: interrupted by {exc.name}; {kept}", err=True)
         sys.exit(exc.exit_status)
     sys.exit(0)  # not reached: click's standalone main always exits
