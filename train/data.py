@@ -22,7 +22,6 @@ import hashlib
 import io
 import signal
 import tarfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,12 +30,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidcolor.color import rgb_to_lab
 from vidcolor.errors import VidcolorError, one_line
-from vidcolor.media.images import read_image
+from vidcolor.media.images import open_pillow, read_image
 from vidcolor.options import DEFAULT_MAX_PIXELS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -51,13 +49,9 @@ def _decode_rgb(data: bytes) -> np.ndarray | None:
     """uint8 RGB, or None for what is not a picture or declares more than DEFAULT_MAX_PIXELS
     (a decompression bomb: the header is read first, by Pillow, without decoding)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            header = Image.open(io.BytesIO(data))
-        with header:
-            if header.width * header.height > DEFAULT_MAX_PIXELS:
-                return None
-    except Image.DecompressionBombError:
+        with open_pillow(io.BytesIO(data), DEFAULT_MAX_PIXELS):  # type: ignore[arg-type]
+            pass
+    except VidcolorError:
         return None
     except (OSError, ValueError):
         pass  # OpenCV reads some files Pillow does not; it has a limit of its own
