@@ -300,8 +300,8 @@ def _plain_folder_name(name: str) -> bool:
         bool(name)
         and name not in (".", "..")
         and len(name.encode("utf-8", "surrogateescape")) <= 200
-        and not any(c in name for c in "/\\\0")
-        and name.isprintable()
+        and not any(c in name for c in "/\\")
+        and name.isprintable()  # (no NUL, newline or other control character)
     )
 
 
