@@ -47,6 +47,8 @@ def test_device_resolution():
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(VidcolorError, match="unknown device"):
         resolve_device("tpu")
+    with pytest.raises(VidcolorError, match="unknown device 'cuda:'"):
+        resolve_device("cuda:")
     if not torch.cuda.is_available():
         with pytest.raises(VidcolorError, match="no CUDA GPU"):
             resolve_device("cuda")
@@ -151,6 +153,7 @@ def test_auto_falls_back_with_a_warning_where_onnx_is_missing(machine, caplog):
         ({"backend": "torch", "device": "cuda"}, "no CUDA GPU"),
         ({"device": "cuda"}, "no CUDA GPU is visible"),
         ({"device": "tpu"}, "unknown device"),
+        ({"device": "cuda:abc"}, "unknown device 'cuda:abc'"),
     ],
 )
 def test_what_cannot_run_here_is_one_clear_error(machine, kwargs, message):

@@ -395,6 +395,7 @@ def test_recipe_overrides_parse_yaml_and_reach_nested_keys_and_list_entries():
         ("data.sources.3.weight=1", "has 1 entries"),
         ("data.flip=maybe", "data.flip must be bool"),
         ("precision=fp8", "precision must be one of"),
+        ("device=cuda:abc", "device must be auto, cpu, cuda or cuda:N, not 'cuda:abc'"),
         ("loss=[l1]", "loss.0 must be a mapping"),
         ("budget", "expected KEY=VALUE"),
         ("name.first=x", "name is not a section"),

@@ -90,6 +90,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidcolor.engines import is_device_name
 from vidcolor.errors import VidcolorError
 
 SIZE_MULTIPLE = 32  # the generators' total stride: crops and render sizes are multiples of it
@@ -253,6 +254,10 @@ class Recipe:
             raise VidcolorError(
                 f"recipe: name must be a plain folder name (the run folder OUT/<name>), not "
                 f"{self.name!r}"
+            )
+        if not is_device_name(self.device):
+            raise VidcolorError(
+                f"recipe: device must be auto, cpu, cuda or cuda:N, not {_short(self.device)}"
             )
         if self.precision not in PRECISIONS:
             raise VidcolorError(

@@ -158,7 +158,9 @@ def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> f
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A misspelt device is a command-line mistake (exit 2), like a misspelt backend."""
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+    from vidcolor.engines import is_device_name
+
+    if is_device_name(value):
         return value
     raise click.BadParameter(f"{value!r}: use auto, cpu, cuda or cuda:N")
 

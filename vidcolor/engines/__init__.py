@@ -37,6 +37,13 @@ CPU_DEFAULT = ("onnxruntime", "int8")
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 
 
+def is_device_name(device: str) -> bool:
+    """auto, cpu, cuda or cuda:N: anything else is a mistake to report, not a missing GPU."""
+    return device in ("auto", "cpu", "cuda") or (
+        device.startswith("cuda:") and device[5:].isascii() and device[5:].isdigit()
+    )
+
+
 @dataclass(frozen=True)
 class EngineChoice:
     backend: str  # onnxruntime, torch or tensorrt
@@ -52,8 +59,8 @@ def choose_engine(
         raise VidcolorError(f"unknown engine backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise VidcolorError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if device != "auto" and device != "cpu" and not device.startswith("cuda"):
-        raise VidcolorError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    if not is_device_name(device):
+        raise VidcolorError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if backend == "auto":
         backend, device = _auto_backend(device, precision)
     elif backend == "onnxruntime":
