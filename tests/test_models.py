@@ -109,6 +109,9 @@ def _write_bad_model(path: Path, case: str) -> None:
         save_file(tensors, str(path), metadata={"config": _config_json()})
     elif case == "foreign_tensors":
         save_file({"fc.weight": torch.zeros(3, 3)}, str(path))
+    elif case == "integer_weights":  # right names and shapes, numbers of another kind
+        tensors = {k: v.to(torch.int32) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(tensors, str(path), metadata={"config": _config_json()})
     else:
         raise ValueError(case)
 
@@ -126,6 +129,7 @@ BAD_MODELS = {
     "wrong_shapes": "of the wrong shape",
     "missing_tensors": "missing",
     "foreign_tensors": "do not fit",
+    "integer_weights": "of the wrong type (e.g. ",
 }
 
 
@@ -163,6 +167,13 @@ def test_encoder_reproduces_the_reference_efficientnet_lite0():
     for got, want in zip(feats, expected, strict=True):
         assert got.shape == want.shape
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_half_precision_weights_load_as_float32(tmp_path):
+    tensors = {k: v.half() if v.is_floating_point() else v for k, v in _small_tensors().items()}
+    save_file(tensors, str(tmp_path / "half.safetensors"), metadata={"config": _config_json()})
+    model = load_generator(tmp_path / "half.safetensors")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 def test_shipped_default_model_loads_and_predicts_plausible_ab():

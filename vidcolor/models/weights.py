@@ -116,6 +116,19 @@ def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor])
             f"{len(wrong)} of the wrong shape (e.g. {k}: {shape(found[k])}, "
             f"expected {shape(expected[k])})"
         )
+    # Any float precision loads (fp16 weights are upcast); integers where the network holds
+    # floats (or the reverse) would be copied in as numbers that mean something else.
+    kind = sorted(
+        k
+        for k in set(expected) & set(found)
+        if found[k].is_floating_point() != expected[k].is_floating_point()
+    )
+    if kind:
+        k = kind[0]
+        parts.append(
+            f"{len(kind)} of the wrong type (e.g. {k}: {str(found[k].dtype)[6:]}, expected "
+            f"{'a float type' if expected[k].is_floating_point() else 'an integer type'})"
+        )
     return "; ".join(parts)
 
 
