@@ -6,7 +6,8 @@ and shown on the same six photos in one picture: one row per model, the grey inp
 the truth at the bottom.
 
     python benchmarks/recipes.py --model "seed 1=runs/seed-1-unet-mse/generator.safetensors" \\
-        [--model LABEL=PATH ...] [--data ../shared/data/val ...] [--out docs/recipes]
+        [--model LABEL=PATH ...] [--ab-scale LABEL=1.3] [--data ../shared/data/val ...]
+        [--out docs/recipes]
 
 Writes OUT/recipes.md (one table per validation folder), OUT/recipes.json and OUT/recipes.png,
 and prints the tables. Each model's training facts (architecture, steps, minutes) come from the
@@ -48,6 +49,27 @@ def parse_model(text: str) -> tuple[str, Path]:
     if not sep or not label:
         raise argparse.ArgumentTypeError(f"expected LABEL=PATH, got {text!r}")
     return label, Path(path)
+
+
+class ScaledEngine:
+    """An engine whose a,b are multiplied by ``scale``: the saturation knob a trained model's
+    vividness is compared against (never what vidcolor itself does)."""
+
+    def __init__(self, engine, scale: float):
+        self.engine, self.scale = engine, scale
+        self.name = f"{engine.name} x{scale:g}"
+        self.device = engine.device
+
+    def infer(self, batch_l: np.ndarray) -> np.ndarray:
+        return self.engine.infer(batch_l) * np.float32(self.scale)
+
+
+def parse_scale(text: str) -> tuple[str, float]:
+    label, sep, value = text.rpartition("=")
+    try:
+        return label, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=NUMBER, got {text!r}") from None
 
 
 def training_facts(path: Path) -> dict[str, object]:
@@ -138,6 +160,13 @@ def table(rows: list[tuple[str, object]], truth_cf: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=parse_model, action="append", required=True)
+    parser.add_argument(
+        "--ab-scale",
+        type=parse_scale,
+        action="append",
+        default=[],
+        help="LABEL=S: multiply that model's a,b by S (the saturation-knob reference)",
+    )
     parser.add_argument("--data", type=Path, action="append")
     parser.add_argument("--photo", action="append", help="FOLDER/FILE for the grid (6)")
     parser.add_argument("--render-size", type=int, default=160)
@@ -146,6 +175,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "recipes")
     args = parser.parse_args()
     data = args.data or DATA
+    scales = dict(args.ab_scale)
+    unknown = set(scales) - {label for label, _ in args.model}
+    if unknown:
+        parser.error(f"--ab-scale names no --model label: {', '.join(sorted(unknown))}")
     photos = [read_photo(spec, data) for spec in args.photo or PHOTOS]
 
     from vidcolor.train.evaluate import grey_rgb
@@ -160,11 +193,15 @@ def main() -> None:
     pictures = [("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])]
     for number, (label, path) in enumerate(args.model):
         engine = load_engine(path, render_size=args.render_size, threads=args.threads)
+        scale = scales.get(label)
+        if scale is not None:
+            engine = ScaledEngine(engine, scale)
         scored = score_model(engine, data, args.render_size, args.limit, grey=number == 0)
         entry: dict[str, object] = {
             "label": label,
             "path": str(path),
             "engine": engine.name,
+            "ab_scale": scale,
             "facts": training_facts(path),
         }
         for name, (evaluation, seconds) in scored.items():
