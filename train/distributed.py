@@ -144,11 +144,9 @@ def train_with_ray(
             "wait for them forever (a cluster: set RAY_ADDRESS)"
         )
     _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
-    ours = signals.handlers_installed()
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False)
-    if ours:  # ray.init puts in a SIGTERM handler of its own (and its core a C++ one that
-        signals.install_interrupt_handlers()  # aborts): a signal still ends the run in a line
+    with signals.kept_through():  # ray.init puts in handlers of its own
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={

@@ -8,7 +8,9 @@ inside a closed container, or a ``.part`` file behind).
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -49,6 +51,19 @@ def handlers_installed() -> bool:
     put in handlers of its own (Ray does) knows to put ours back. Any one signal tells: a
     background job starts with SIGINT ignored, and ``nohup`` with SIGHUP ignored."""
     return any(signal.getsignal(signum) is _first_signal for signum in HANDLED)
+
+
+@contextlib.contextmanager
+def kept_through() -> Iterator[None]:
+    """Wrap calls into a library that puts in signal handlers of its own (Ray does, in
+    ``ray.init`` and when its workers start): ours go back in after them, if they were in
+    force before, so a signal still ends the run with one line and status 128 + N."""
+    ours = handlers_installed()
+    try:
+        yield
+    finally:
+        if ours:
+            install_interrupt_handlers()
 
 
 def received() -> int | None:

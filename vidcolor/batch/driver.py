@@ -241,12 +241,10 @@ class _Job:
 
     def _run(self, todo: list[Item]) -> None:
         started = time.perf_counter()
-        our_signals = signals.handlers_installed()
         with _ray(self.settings, self.report) as ray:
             self.ray = ray
-            actors = self._start_actors(ray)
-            if our_signals:
-                signals.install_interrupt_handlers()  # starting the workers put Ray's back
+            with signals.kept_through():  # starting the workers puts Ray's handlers back
+                actors = self._start_actors(ray)
             self.report.startup_seconds = round(time.perf_counter() - started, 3)
             self.load = {actor: 0 for actor in actors}
             self.rows.extend(_Row("start", item) for item in todo)
@@ -485,29 +483,27 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
         if settings.local_gpus is not None:
             kwargs["num_gpus"] = settings.local_gpus
     _check_reachable(address)
-    ours = signals.handlers_installed()
     started = time.perf_counter()
-    try:
-        with _printable_entrypoint(ray):
-            ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise VidcolorError(f"cannot start or reach Ray at {address} ({exc})") from exc
+    with signals.kept_through():
+        try:
+            with _printable_entrypoint(ray):
+                ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise VidcolorError(f"cannot start or reach Ray at {address} ({exc})") from exc
+        try:
+            # ray.init puts in a Python SIGTERM handler, and Ray's core worker a C++ one
+            # (which dumps a stack trace) once it is fully up: an object going through it
+            # brings that about here, before ours go back in.
+            ray.get(ray.put(None))
+        except BaseException:
+            ray.shutdown()
+            raise
     report.ray_start_seconds = round(time.perf_counter() - started, 3)
     report.address = address
     try:
-        if ours:  # Ray puts in handlers of its own: a signal must still end the job cleanly
-            _keep_our_signal_handlers(ray)
         yield ray
     finally:
         ray.shutdown()
-
-
-def _keep_our_signal_handlers(ray: Any) -> None:
-    """ray.init puts in a Python SIGTERM handler, and Ray's core worker a C++ one (which
-    dumps a stack trace and exits) when it first runs work: ours go back in after both, so
-    SIGINT, SIGTERM and SIGHUP end the job with the usual one line and status 128 + N."""
-    ray.get(ray.put(None))  # the core worker is fully up once an object went through it
-    signals.install_interrupt_handlers()
 
 
 def _check_reachable(address: str) -> None:
