@@ -44,6 +44,11 @@ def is_device_name(device: str) -> bool:
     )
 
 
+def check_device_name(device: str) -> None:
+    if not is_device_name(device):
+        raise VidcolorError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
 @dataclass(frozen=True)
 class EngineChoice:
     backend: str  # onnxruntime, torch or tensorrt
@@ -59,8 +64,7 @@ def choose_engine(
         raise VidcolorError(f"unknown engine backend {backend!r}; use one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise VidcolorError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if not is_device_name(device):
-        raise VidcolorError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    check_device_name(device)
     if backend == "auto":
         backend, device = _auto_backend(device, precision)
     elif backend == "onnxruntime":

@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidcolor.engines import is_device_name
+from vidcolor.engines import check_device_name
 from vidcolor.errors import VidcolorError
 from vidcolor.models.base import Generator
 from vidcolor.models.weights import load_generator
 
 
 def resolve_device(device: str) -> str:
-    if not is_device_name(device):
-        raise VidcolorError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    check_device_name(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
