@@ -30,10 +30,9 @@ TEMPERATURES = [0.2, 0.38, 0.5, 0.65, 0.8, 1.0]
 
 def with_temperature(source: Path, temperature: float, folder: Path) -> Path:
     """A copy of ``source`` whose config decodes at ``temperature``."""
-    from safetensors import safe_open
+    from vidcolor.models.weights import read_metadata
 
-    with safe_open(str(source), "pt") as weights:
-        meta = dict(weights.metadata() or {})
+    meta = read_metadata(source)
     config = json.loads(meta["config"])
     if "temperature" not in config:
         raise SystemExit(f"temperature.py: {source} is not a classification model ({config})")
