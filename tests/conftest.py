@@ -307,11 +307,17 @@ def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One engine cache for the whole session, in and out of process, never the user's.
 
     Exported once (fp32, then the int8 calibration) before the first test: the CLI tests'
-    subprocesses then find it, as a user's second run would.
+    subprocesses then find it, as a user's second run would. Under pytest-xdist the test
+    processes share it (in the run's common temporary folder): the cache's per-entry locks make
+    them export once, as two runs started at once would.
     """
     from vidcolor.engines.cache import CACHE_ENV
 
-    folder = tmp_path_factory.mktemp("engine-cache")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        folder = tmp_path_factory.getbasetemp().parent / "engine-cache"
+        folder.mkdir(exist_ok=True)
+    else:
+        folder = tmp_path_factory.mktemp("engine-cache")
     saved = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(folder)
     yield folder

@@ -25,6 +25,7 @@ from vidcolor.errors import VidcolorError
 from vidcolor.options import RunOptions
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one local cluster at a time
 
 TESTS = Path(__file__).parent
 LONG = VideoSpec(width=96, height=64, frames=84, audio=True, options={"g": "12"})  # 2.9 s

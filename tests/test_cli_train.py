@@ -280,6 +280,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.xdist_group("ray")  # one local cluster at a time
 def test_two_ray_workers_split_each_batch_and_follow_the_single_process_curve(project, local_ray):
     """``--workers 2`` on a local Ray: DDP over two CPU processes, each half of every batch."""
     config = project / "configs" / "tiny.yaml"
