@@ -74,10 +74,9 @@ def parse_scale(text: str) -> tuple[str, float]:
 
 def training_facts(path: Path) -> dict[str, object]:
     """What the model's metadata says of how it was trained (empty for older files)."""
-    from safetensors import safe_open
+    from vidcolor.models.weights import read_metadata
 
-    with safe_open(str(path), "np") as weights:
-        meta = weights.metadata() or {}
+    meta = read_metadata(path)
     facts: dict[str, object] = {}
     for key in ("config", "step", "max_steps", "train_minutes", "complete", "data"):
         if key in meta:
