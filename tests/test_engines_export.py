@@ -13,13 +13,18 @@ import torch
 from vidcolor.engines import cache, load_engine
 from vidcolor.engines.export import EXPORT_TOLERANCE, cached_export, check_against_torch
 from vidcolor.engines.onnxruntime_engine import OnnxRuntimeEngine, usable_cpus
-from vidcolor.engines.quantize import _flush_every, calibration_planes, default_calibration
+from vidcolor.engines.quantize import (
+    _flush_every,
+    calibration_planes,
+    default_calibration,
+    head_nodes,
+)
 from vidcolor.errors import VidcolorError
 from vidcolor.models.classification import ClassificationConfig
 from vidcolor.models.generator import ColorGenerator, GeneratorConfig
 from vidcolor.models.registry import build_generator
 from vidcolor.models.shipped import default_weights
-from vidcolor.models.weights import load_generator, save_generator
+from vidcolor.models.weights import load_generator, read_tensor_names, save_generator
 from vidcolor.pipeline import colorize_stage
 
 REPO = Path(__file__).resolve().parents[1]
@@ -280,6 +285,34 @@ def test_calibration_set_ships_and_gives_render_size_planes():
 def test_flush_interval_never_divides_the_photo_count():
     for count in (1, 15, 16, 17, 256, 720720):
         assert count % _flush_every(count) != 0
+
+
+def test_the_head_stays_fp32_and_only_the_head(tmp_path):
+    """The last learned layer and what follows it; the classification head reaches back past
+    the annealed mean (its weight is folded from a buffer) to the logits' convolution."""
+    regression = tiny_weights(tmp_path / "tiny.safetensors")
+    torch.manual_seed(0)
+    bins = tmp_path / "bins.safetensors"
+    save_generator(build_generator(ClassificationConfig(decoder_channels=(32, 16, 16))), bins)
+    for weights, head_ops in ((regression, {"Conv", "Mul"}), (bins, {"Conv", "Div", "Softmax"})):
+        fp32 = cached_export(weights, "fp32")
+        nodes = {n.name: n for n in onnx.load(str(fp32)).graph.node}
+        head = [nodes[name] for name in head_nodes(fp32, read_tensor_names(weights))]
+        assert head_ops <= {n.op_type for n in head}
+        weighted = [n.input[1] for n in head if n.op_type == "Conv"]
+        assert "head.weight" in weighted
+        assert len(weighted) == (2 if weights == bins else 1)  # + the annealed mean's
+
+
+def test_shipped_int8_engine_keeps_its_head_in_fp32(engine):
+    """int8 everywhere but the head: the last convolution's weights and output are floats."""
+    graph = onnx.load(str(cached_export(default_weights(), "int8"))).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    head = producer[graph.output[0].name]
+    assert head.op_type == "Conv" and head.input[1] in floats
+    convs = [n for n in graph.node if n.op_type == "Conv" and n is not head]
+    assert all(producer[n.input[1]].op_type == "DequantizeLinear" for n in convs)
 
 
 def sample_film_planes(count: int, shape: tuple[int, int]) -> np.ndarray:

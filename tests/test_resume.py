@@ -228,3 +228,36 @@ def test_sigterm_to_the_process_group_checkpoints_the_step_it_stopped_at(archive
     assert "Traceback" not in err and "DataLoader worker" not in err
     ((step, path),) = list_checkpoints(folder)
     assert step >= 5 and load_checkpoint(path)["step"] == step
+
+
+@pytest.mark.xdist_group("ray")  # one local cluster at a time
+def test_sigterm_under_ray_workers_checkpoints_the_step_they_stopped_at(archive, tmp_path):
+    """--workers 2: the driver, signalled (as ``kill PID`` or a service manager does), has both
+    workers stop after the same step and rank 0 checkpoint it (no periodic checkpoint falls
+    due in this run). A signal to the whole process group also ends the local Ray's own
+    services, which share it: that run keeps its last periodic checkpoint instead."""
+    pytest.importorskip("ray.train.torch", reason="Ray Train not installed")
+    raw = tiny_recipe(*archive, max_steps=10_000)
+    raw["checkpoint"] = {"every_steps": 10_000, "keep": 1}
+    raw["val"]["every_steps"] = 2
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    proc = run_fit(config, tmp_path / "runs", "--workers", "2")
+    run = tmp_path / "runs" / "tiny"
+    deadline = time.monotonic() + 180
+    while not (run / "log.jsonl").exists() or not read_log(run):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "no validation row appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "SIGTERM: stopping the workers after this step to checkpoint" in err
+    assert err.strip().splitlines()[-1] == (
+        "vidcolor: error: interrupted by SIGTERM; checkpoints written so far are kept "
+        "(--resume goes on from the last)"
+    )
+    ((step, path),) = list_checkpoints(run / "checkpoints")
+    assert step >= 2 and load_checkpoint(path)["step"] == step
+    assert read_metadata(run / "generator.safetensors")["step"] == str(step)
+    assert not list(tmp_path.rglob(".ray"))

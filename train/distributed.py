@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from .fit import (
 from .recipe import Recipe
 
 RAY_STORAGE = ".ray"  # Ray Train's run records, inside the run folder while it runs
+STOP_GRACE_SECONDS = 300.0  # after a signal, for the workers to finish a step and checkpoint
 
 
 def absolute(recipe: Recipe) -> Recipe:
@@ -71,7 +73,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     device = ray.train.torch.get_device() if config["gpu"] else torch.device("cpu")
-    dist = Dist(context.get_world_rank(), context.get_world_size(), str(device))
+    rank, world = context.get_world_rank(), context.get_world_size()
+    dist = Dist(rank, world, str(device), stop_flag=config["stop_flag"])
     result = train(
         config["recipe"],
         Path(config["run"]),
@@ -83,25 +86,56 @@ def _worker_loop(config: dict[str, Any]) -> None:
     ray.train.report({"step": result.step, "finished": result.finished})  # (every rank)
 
 
-def _fit_answering_signals(trainer: Any, ray: Any) -> None:
+class StopFlag:
+    """A Ray actor the driver sets on a signal and rank 0 reads after every step: the
+    workers stop together at the end of a step and checkpoint it, as one process does."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = self.signum or signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any) -> None:
     """trainer.fit() in a thread: the main thread, blocked inside ray.get, would never run a
-    signal handler. On a signal the workers are stopped (the run keeps its last periodic
-    checkpoint) and ``Interrupted`` goes on to the command's one line."""
+    signal handler. On a signal the workers are asked to stop after their step and to
+    checkpoint it, then ``Interrupted`` goes on to the command's one line. Workers that do not
+    stop within ``STOP_GRACE_SECONDS`` (a step, a validation and a checkpoint) are ended; the
+    run then keeps its last periodic checkpoint."""
     outcome: list[BaseException] = []
+    # Waited on, not the thread: a signal inside Thread.join makes Python 3.11 and 3.12 take
+    # the thread for finished (CPython gh-90882).
+    done = threading.Event()
 
     def fit() -> None:
         try:
             trainer.fit()
         except BaseException as exc:  # handed to the main thread
             outcome.append(exc)
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
-    thread.start()
+    threading.Thread(target=fit, name="ray-train-fit", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.5)
-    except signals.Interrupted:
-        ray.shutdown()  # ends the workers (the fit thread then fails, unheard)
+        while not done.wait(0.5):
+            pass
+    except signals.Interrupted as interrupted:
+        print(
+            f"{interrupted.name}: stopping the workers after this step to checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            ray.get(stop_flag.request.remote(interrupted.signum), timeout=30)
+        except Exception:  # Ray itself is failing: nobody will stop more cleanly
+            pass
+        else:
+            done.wait(STOP_GRACE_SECONDS)
+        ray.shutdown()  # ends workers still running (the fit thread then fails, unheard)
         raise
     if outcome:
         raise outcome[0]
@@ -147,9 +181,11 @@ def train_with_ray(
     with signals.kept_through():  # ray.init puts in handlers of its own
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False)
+    stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
+            "stop_flag": stop_flag,
             "recipe": recipe,
             "run": str(run_dir),
             "resume": resume,
@@ -168,7 +204,7 @@ def train_with_ray(
         ),
     )
     try:
-        _fit_answering_signals(trainer, ray)
+        _fit_answering_signals(trainer, ray, stop_flag)
     except Exception as exc:  # Ray wraps a worker's error in its own types
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise VidcolorError(f"training failed on a Ray worker: {one_line(lines[-1])}") from exc

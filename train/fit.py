@@ -72,6 +72,8 @@ class Dist:
     rank: int = 0
     world: int = 1
     device: str | None = None  # Ray's choice for this worker; None: the recipe's device
+    # Ray Train: a handle on the driver's stop flag (a signal reaches the driver, not us)
+    stop_flag: Any = None
 
     @property
     def main(self) -> bool:
@@ -84,6 +86,14 @@ class Dist:
         value = torch.tensor([1.0 if flag else 0.0], device=self.device)
         torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
         return bool(value.item() > 0)
+
+    def stop_requested(self) -> bool:
+        """Whether the driver was asked to stop (rank 0 asks; ``any`` tells the others)."""
+        if self.stop_flag is None or not self.main:
+            return False
+        import ray
+
+        return bool(ray.get(self.stop_flag.requested.remote()))
 
     def mean(self, parts: dict[str, float]) -> dict[str, float]:
         """The loss parts averaged over the ranks: the log shows the global batch's."""
@@ -788,11 +798,12 @@ class _Trainer:
                         recipe.budget.max_minutes is not None
                         and progress.elapsed() >= recipe.budget.max_minutes * 60
                     )
-                    halt = self.dist.any(out_of_time or stops.signum is not None)
+                    signalled = stops.signum is not None or self.dist.stop_requested()
+                    halt = self.dist.any(out_of_time or signalled)
                     if self.step % recipe.checkpoint.every_steps == 0 or last or halt:
                         self.checkpoint(progress)
                     if halt:
-                        reason = "signal" if stops.signum is not None else "budget.max_minutes"
+                        reason = "budget.max_minutes" if out_of_time else "signal"
                         break
                 else:
                     if self.step < schedule.max_steps:

@@ -73,11 +73,14 @@ def cached_int8(
             "calibration_photos": photos,
             "calibration_render_size": render_size,
             "reduce_range": reduce_range,
+            "fp32_head": True,
         },
     )
     item = cache.entry("onnx", parts, ".onnx")
 
     def build(tmp: Path) -> None:
+        from vidcolor.models.weights import read_tensor_names
+
         fp32 = cached_export(weights, "fp32")
         planes = calibration_planes(source, photos, render_size)
         note(f"calibrating the int8 engine on {len(planes)} photos, once for this model")
@@ -86,13 +89,21 @@ def cached_int8(
                 "only %d calibration photos: int8 ranges from a few hundred are steadier",
                 len(planes),
             )
-        quantize(fp32, tmp, planes, reduce_range)
+        head = head_nodes(fp32, read_tensor_names(weights))  # names the export gave
+        quantize(fp32, tmp, planes, reduce_range, keep_fp32=head)
 
     return cache.get_or_build(item, build)
 
 
-def quantize(fp32: Path, output: Path, planes: list[np.ndarray], reduce_range: bool) -> None:
-    """Static int8 quantisation (QDQ, per-channel weights, MinMax ranges) of an fp32 export."""
+def quantize(
+    fp32: Path,
+    output: Path,
+    planes: list[np.ndarray],
+    reduce_range: bool,
+    keep_fp32: list[str] | tuple[str, ...] = (),
+) -> None:
+    """Static int8 quantisation (QDQ, per-channel weights, MinMax ranges) of an fp32 export,
+    but for the nodes named in ``keep_fp32`` (``head_nodes``)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -117,6 +128,7 @@ def quantize(fp32: Path, output: Path, planes: list[np.ndarray], reduce_range: b
             str(prepared),
             str(output),
             Planes(),
+            nodes_to_exclude=list(keep_fp32),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=reduce_range,
@@ -125,6 +137,37 @@ def quantize(fp32: Path, output: Path, planes: list[np.ndarray], reduce_range: b
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"CalibMaxIntermediateOutputs": _flush_every(len(planes))},
         )
+
+
+_HEAD_LAYERS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_SHAPE_ONLY = {"Shape", "Size"}  # their output is the input's size, not its values
+
+
+def head_nodes(model: Path, learned: set[str] | frozenset[str]) -> list[str]:
+    """The output head: each last learned layer and every node after it, kept in fp32.
+
+    8-bit head weights and an 8-bit ab are coarse next to the small a,b differences that make
+    a colour, and a classification head's softmax over quantised logits flattens its bins;
+    the head is a sliver of the compute. (Its input stays 8-bit, as the decoder made it.)
+    A layer is learned when its weight is one of the weights file's tensors (the annealed
+    mean's 1x1 convolution over the bin centres is not: its weight is folded from a buffer).
+    """
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    head: dict[str, None] = {}
+    pending = [output.name for output in graph.output]
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or node.name in head:
+            continue
+        head[node.name] = None
+        if node.op_type in _SHAPE_ONLY:
+            continue
+        if node.op_type not in _HEAD_LAYERS or node.input[1] not in learned:
+            pending.extend(node.input)
+    return list(head)
 
 
 def _flush_every(count: int) -> int:

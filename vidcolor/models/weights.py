@@ -40,9 +40,18 @@ def save_generator(
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    return _read_header(path)[0]
+
+
+def read_tensor_names(path: Path) -> set[str]:
+    """The state-dict keys a weights file holds (the learned layers an export names after)."""
+    return _read_header(path)[1]
+
+
+def _read_header(path: Path) -> tuple[dict[str, str], set[str]]:
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
+            return dict(handle.metadata() or {}), set(handle.keys())
     except (OSError, SafetensorError) as exc:
         raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
 
