@@ -320,6 +320,12 @@ def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         folder = tmp_path_factory.mktemp("engine-cache")
     saved = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(folder)
+    # Built now, not by whichever test comes first: a test that signals a CLI run mid-film
+    # must not catch it exporting (under xdist any test may come first).
+    from vidcolor.engines.export import cached_export
+    from vidcolor.models.shipped import default_weights
+
+    cached_export(default_weights(), "int8")
     yield folder
     if saved is None:
         os.environ.pop(CACHE_ENV, None)

@@ -260,7 +260,7 @@ def _assert_same_film(a: Path, b: Path) -> None:
     with av.open(str(a)) as first, av.open(str(b)) as second:
         for x, y in zip(first.decode(video=0), second.decode(video=0), strict=True):
             diff = np.abs(x.to_ndarray(format="rgb24") - y.to_ndarray(format="rgb24").astype(int))
-            assert diff.mean() < 2
+            assert diff.mean() < 3  # (a frame from another chunk or model differs by tens)
 
 
 def test_workers_land_on_distinct_gpus_and_fall_back_to_cpu(archive, tmp_path):
