@@ -167,6 +167,9 @@ def head_nodes(model: Path, learned: set[str] | frozenset[str]) -> list[str]:
             continue
         if node.op_type not in _HEAD_LAYERS or node.input[1] not in learned:
             pending.extend(node.input)
+    if len(head) > len(graph.node) // 4:  # no learned layer was recognised: all int8, as before
+        log.warning("no output head found in %s: the whole network is int8", model.name)
+        return []
     return list(head)
 
 
