@@ -51,29 +51,32 @@ def main() -> None:
     args = parser.parse_args()
     weights = args.model or default_weights()
 
-    fp32 = cached_export(weights, "fp32")
-    planes = calibration_planes(default_calibration(), 256, 160)
-    work = Path(tempfile.mkdtemp(prefix="vidcolor-int8-head-"))
-    variants = {"onnxruntime fp32": fp32}
-    for label, keep in (
-        ("int8, whole network", ()),
-        ("int8, head in fp32", head_nodes(fp32, read_tensor_names(weights))),
-    ):
-        path = work / f"{len(variants)}.onnx"
-        quantize(fp32, path, planes, not cpu_has_vnni(), keep_fp32=keep)
-        variants[label] = path
+    with tempfile.TemporaryDirectory(prefix="vidcolor-int8-head-") as tmp:
+        work = Path(tmp)
+        fp32 = cached_export(weights, "fp32")
+        planes = calibration_planes(default_calibration(), 256, 160)
+        variants = {"onnxruntime fp32": fp32}
+        for label, keep in (
+            ("int8, whole network", ()),
+            ("int8, head in fp32", head_nodes(fp32, read_tensor_names(weights))),
+        ):
+            path = work / f"{len(variants)}.onnx"
+            quantize(fp32, path, planes, not cpu_has_vnni(), keep_fp32=keep)
+            variants[label] = path
 
-    engine = OnnxRuntimeEngine(weights, "fp32")
-    frames = film_planes(8, render_shape(640, 480, 160))
-    results: dict[str, dict] = {}
-    for label, path in variants.items():
-        engine.session = open_session(path, engine.threads)
-        row: dict = {"ms_per_frame": round(1000 * time_engine(engine, frames, args.seconds) / 8, 2)}
-        for name, folder in SETS.items():
-            ev = evaluate_images(engine, EvalSource(folder).images(args.photos), 160, True)
-            row[name] = ev.to_json()
-        results[label] = row
-        print(label, json.dumps(row), flush=True)
+        engine = OnnxRuntimeEngine(weights, "fp32")
+        frames = film_planes(8, render_shape(640, 480, 160))
+        results: dict[str, dict] = {}
+        for label, path in variants.items():
+            engine.session = open_session(path, engine.threads)
+            row: dict = {
+                "ms_per_frame": round(1000 * time_engine(engine, frames, args.seconds) / 8, 2)
+            }
+            for name, folder in SETS.items():
+                ev = evaluate_images(engine, EvalSource(folder).images(args.photos), 160, True)
+                row[name] = ev.to_json()
+            results[label] = row
+            print(label, json.dumps(row), flush=True)
 
     print(f"\n{weights.name}, first {args.photos} photos per set, render 160")
     head = "| engine | ms/frame (batch 8, 224x160) |"
