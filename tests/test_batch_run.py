@@ -325,6 +325,22 @@ def test_archive_traversal_is_refused(tmp_path):
     assert len(report.failed) == 2 and not (tmp_path / "deep" / "escape.png").exists()
 
 
+def _wait_for_port(port: int, process: subprocess.Popen, seconds: float) -> None:
+    """`ray start --block` listens some seconds after it starts (longer on a loaded machine):
+    the job is started once the head answers, as a cluster's users would."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "ray start --head exited"
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"ray start --head did not listen on {port} in {seconds} s")
+
+
 def test_joins_an_existing_cluster_by_address(archive, tmp_path):
     """A cluster started apart (`ray start --head`, as on a cluster's head node): the job
     joins it with --address, and RAY_ADDRESS (what `ray job submit` sets) does the same."""
@@ -343,6 +359,7 @@ def test_joins_an_existing_cluster_by_address(archive, tmp_path):
     )
     try:
         address = f"127.0.0.1:{port}"
+        _wait_for_port(port, head, seconds=120)
         args = [sys.executable, "-m", "vidcolor", "batch", "--workers", "1", "-q"]
         scans = archive / "scans" / "1950s"
         run = subprocess.run(
