@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -191,6 +192,18 @@ def _write_sine(
         frame.time_base = Fraction(1, rate)
         out.mux(audio.encode(frame))
     out.mux(audio.encode(None))
+
+
+@pytest.fixture
+def saved_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Handlers and the received signal are process-wide: put both back for later tests."""
+    from vidcolor import signals
+
+    monkeypatch.setattr(signals, "_received", None)
+    before = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

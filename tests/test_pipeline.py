@@ -164,6 +164,38 @@ def test_stage_threads_stop_and_close_every_stage_when_the_consumer_fails():
     assert len(pulled) < 100  # bounded queues: decode never ran far ahead
 
 
+def test_a_signal_while_closing_still_waits_for_every_stage(saved_handlers):
+    """The first Ctrl-C may land while the stages are being joined: close still waits for the
+    stage's cleanup (else a decoder is closed under it), then raises the signal."""
+    import os
+    import signal
+    import time
+
+    from vidcolor import signals
+
+    cleaned = []
+
+    def decode():
+        try:
+            while True:
+                yield 1
+        finally:
+            time.sleep(0.6)  # a slow cleanup, e.g. a decoder flushing
+            cleaned.append(True)
+
+    signals.install_interrupt_handlers()
+    threads = StageThreads(depth=2)
+    next(threads.start(decode(), "decode"))
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(signals.Interrupted):
+            threads.close()
+    finally:
+        timer.cancel()
+    assert cleaned == [True]
+
+
 def test_stage_threads_pass_worker_errors_through_every_stage():
     def decode():
         yield 1

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 from vidcolor import signals
-
-
-@pytest.fixture
-def saved_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Handlers and the received signal are process-wide: put both back for later tests."""
-    monkeypatch.setattr(signals, "_received", None)
-    before = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
-    yield
-    for signum, handler in before.items():
-        signal.signal(signum, handler)
 
 
 def test_ignored_signal_stays_ignored(saved_handlers: None) -> None:

@@ -253,6 +253,7 @@ class StageThreads:
         self.depth = depth
         self.cancel = threading.Event()
         self.threads: list[threading.Thread] = []
+        self.finished: list[threading.Event] = []
 
     def __enter__(self) -> StageThreads:
         return self
@@ -261,16 +262,30 @@ class StageThreads:
         self.close()
 
     def close(self) -> None:
+        """Waits for every stage, even through a signal, then re-raises that signal.
+
+        No timeout: a stage is at most one batch away from noticing the cancel, and closing a
+        container under a live thread is how decoders crash. Each stage's own Event is waited
+        on, not ``Thread.join``: a signal handler raising inside ``join`` makes Python 3.11 and
+        3.12 take the still-running thread for finished (CPython gh-90882).
+        """
         self.cancel.set()
-        for thread in self.threads:
-            # No timeout: a stage is at most one batch away from noticing the cancel, and
-            # closing a container under a live thread is how decoders crash.
-            thread.join()
+        interrupted: BaseException | None = None
+        for finished in self.finished:
+            while not finished.is_set():
+                try:
+                    finished.wait()
+                except BaseException as exc:  # the first signal: wait on, raise it after
+                    interrupted = interrupted or exc
         self.threads.clear()
+        self.finished.clear()
+        if interrupted is not None:
+            raise interrupted
 
     def start(self, items: Iterable[T], name: str) -> Iterator[T]:
         buffer: queue.Queue[object] = queue.Queue(maxsize=self.depth)
         cancel = self.cancel
+        finished = threading.Event()
 
         def put(value: object) -> bool:
             while not cancel.is_set():
@@ -293,12 +308,16 @@ class StageThreads:
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 put(_Failure(exc))
             finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()  # the stage's own cleanup runs here, in its thread
+                try:
+                    close = getattr(iterator, "close", None)
+                    if close is not None:
+                        close()  # the stage's own cleanup runs here, in its thread
+                finally:
+                    finished.set()
 
         thread = threading.Thread(target=work, name=f"vidcolor-{name}", daemon=True)
         self.threads.append(thread)
+        self.finished.append(finished)
         thread.start()
         return self._consume(buffer)
 
