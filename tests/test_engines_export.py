@@ -304,6 +304,16 @@ def test_the_head_stays_fp32_and_only_the_head(tmp_path):
         assert len(weighted) == (2 if weights == bins else 1)  # + the annealed mean's
 
 
+def test_no_recognised_head_leaves_the_whole_network_int8(tmp_path, caplog):
+    """Weights whose names the graph does not hold (a renamed export): the walk would reach the
+    input, so nothing is kept in fp32 and a warning says so."""
+    fp32 = cached_export(tiny_weights(tmp_path / "tiny.safetensors"), "fp32")
+    with caplog.at_level("WARNING"):
+        assert head_nodes(fp32, frozenset({"renamed.weight"})) == []
+    assert "no output head found" in caplog.text
+    assert head_nodes(fp32, frozenset()) == []
+
+
 def test_shipped_int8_engine_keeps_its_head_in_fp32(engine):
     """int8 everywhere but the head: the last convolution's weights and output are floats."""
     graph = onnx.load(str(cached_export(default_weights(), "int8"))).graph
