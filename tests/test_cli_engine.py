@@ -76,7 +76,7 @@ def test_engine_export_list_and_clear(tmp_path):
     assert again.returncode == 1 and "already exists" in again.stderr
     listed = run_cli("engine", "list")
     assert listed.returncode == 0 and "onnx" in listed.stdout and "fp32" in listed.stdout
-    assert "vidcolor-lite0-l1.safetensors" in listed.stdout
+    assert "vidcolor-lite0-people-places.safetensors" in listed.stdout
 
 
 def test_engine_commands_refuse_bad_input_in_one_line(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = "vidcolor-lite0-l1.safetensors"
+DEFAULT_MODEL = "vidcolor-lite0-people-places.safetensors"
 
 
 def engines_dir() -> Path:
