@@ -295,6 +295,36 @@ def test_every_seed_config_is_a_valid_recipe():
         assert load_recipe(path).name == path.stem
 
 
+def test_every_config_loads_and_builds():
+    """Every recipe that ships in configs/, seeds or not, is one `vidcolor train` accepts."""
+    yaml = pytest.importorskip("yaml")
+    from vidcolor.train.losses import build_loss
+    from vidcolor.train.recipe import load_recipe
+
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        recipe = load_recipe(path)
+        build_loss(yaml.safe_load(path.read_text())["loss"]).check_generator(
+            build_generator(recipe.generator)
+        )
+
+
+def test_the_classification_candidate_holds_out_a_shard_of_each_source():
+    """Its temperature is chosen on those shards: they must not be trained on, and holding
+    them out must keep train and people-places 1:1."""
+    pytest.importorskip("yaml")
+    from vidcolor.train.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "configs" / "candidate-classification-soft.yaml")
+    names = {s.path.name: s.weight for s in recipe.data.sources}
+    assert "train-000009.tar" not in names and "people-places-000006.tar" not in names
+    shares = {
+        kind: sum(w for name, w in names.items() if name.startswith(kind))
+        for kind in ("train-", "people-places-")
+    }
+    assert shares["train-"] == pytest.approx(shares["people-places-"], abs=1e-2)
+    assert len(names) == 15
+
+
 def test_importing_the_models_package_does_not_load_torch():
     code = "import sys, vidcolor.models; sys.exit('torch' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=str(REPO))
