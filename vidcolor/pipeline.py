@@ -271,10 +271,12 @@ class StageThreads:
         """
         self.cancel.set()
         interrupted: BaseException | None = None
-        for finished in self.finished:
-            while not finished.is_set():
+        for thread, finished in zip(self.threads, self.finished, strict=True):
+            while True:
                 try:
                     finished.wait()
+                    thread.join()  # its work is done: only the thread's exit is left
+                    break
                 except BaseException as exc:  # the first signal: wait on, raise it after
                     interrupted = interrupted or exc
         self.threads.clear()
