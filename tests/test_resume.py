@@ -261,3 +261,21 @@ def test_sigterm_under_ray_workers_checkpoints_the_step_they_stopped_at(archive,
     assert step >= 2 and load_checkpoint(path)["step"] == step
     assert read_metadata(run / "generator.safetensors")["step"] == str(step)
     assert not list(tmp_path.rglob(".ray"))
+
+
+@pytest.mark.xdist_group("ray")  # one local cluster at a time
+def test_an_error_on_a_ray_worker_is_one_line_without_ray_tracebacks(archive, tmp_path):
+    """A run that diverges under --workers 2 fails on every rank; the user reads our line, not
+    the worker's and the Ray Train controller's tracebacks."""
+    pytest.importorskip("ray.train.torch", reason="Ray Train not installed")
+    raw = tiny_recipe(*archive, max_steps=50)
+    raw["optim"]["lr"] = 1.0e30
+    raw["schedule"]["warmup_steps"] = 0
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    proc = run_fit(config, tmp_path / "runs", "--workers", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("vidcolor: error: training failed on a Ray worker: training diverged")
+    assert "Traceback" not in err, err

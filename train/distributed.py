@@ -152,7 +152,7 @@ def train_with_ray(
     """Run ``recipe`` on ``workers`` Ray Train workers; returns what rank 0 reported."""
     try:
         import ray
-        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train import FailureConfig, LoggingConfig, RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
     except ImportError as exc:
         raise VidcolorError("--workers needs Ray Train: pip install 'ray[train]'") from exc
@@ -178,8 +178,9 @@ def train_with_ray(
             "wait for them forever (a cluster: set RAY_ADDRESS)"
         )
     _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
+    ours = not ray.is_initialized()  # a caller's own Ray session is left to the caller
     with signals.kept_through():  # ray.init puts in handlers of its own
-        if not ray.is_initialized():
+        if ours:
             ray.init(address=address, include_dashboard=False)
     stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
     trainer = TorchTrainer(
@@ -201,14 +202,22 @@ def train_with_ray(
             name=recipe.name,
             storage_path=str(run_dir / RAY_STORAGE),
             failure_config=FailureConfig(max_failures=0),
+            # Ray Train's own console logs: a worker's error with its whole traceback, logged
+            # again by the controller, and start-up chatter. The driver says what failed in one
+            # line; they stay in Ray's session logs. Rank 0 prints its progress, unaffected.
+            logging_config=LoggingConfig(log_level="CRITICAL"),
         ),
     )
     try:
         _fit_answering_signals(trainer, ray, stop_flag)
     except Exception as exc:  # Ray wraps a worker's error in its own types
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        raise VidcolorError(f"training failed on a Ray worker: {one_line(lines[-1])}") from exc
+        ours_said = f"{VidcolorError.__module__}.{VidcolorError.__qualname__}: "
+        reason = one_line(lines[-1].removeprefix(ours_said))
+        raise VidcolorError(f"training failed on a Ray worker: {reason}") from exc
     finally:
+        if ours:  # also stops the streaming of the workers' output: our line comes last
+            ray.shutdown()
         shutil.rmtree(run_dir / RAY_STORAGE, ignore_errors=True)  # Ray Train's own records
     weights = run_dir / "generator.safetensors"
     info = read_metadata(weights)  # what rank 0 wrote last
