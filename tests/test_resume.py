@@ -231,11 +231,18 @@ def test_sigterm_to_the_process_group_checkpoints_the_step_it_stopped_at(archive
 
 
 @pytest.mark.xdist_group("ray")  # one local cluster at a time
-def test_sigterm_under_ray_workers_checkpoints_the_step_they_stopped_at(archive, tmp_path):
-    """--workers 2: the driver, signalled (as ``kill PID`` or a service manager does), has both
-    workers stop after the same step and rank 0 checkpoint it (no periodic checkpoint falls
-    due in this run). A signal to the whole process group also ends the local Ray's own
-    services, which share it: that run keeps its last periodic checkpoint instead."""
+@pytest.mark.parametrize(
+    ("signum", "to_group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["SIGTERM-to-the-driver", "ctrl-c-to-the-process-group"],
+)
+def test_a_signal_under_ray_workers_checkpoints_the_step_they_stopped_at(
+    archive, tmp_path, signum, to_group
+):
+    """--workers 2: the driver, signalled (``kill PID``, a service manager, or Ctrl-C, which
+    reaches the whole process group), has both workers stop after the same step and rank 0
+    checkpoint it (no periodic checkpoint falls due in this run). Ray's own processes share
+    the group but block SIGINT."""
     pytest.importorskip("ray.train.torch", reason="Ray Train not installed")
     raw = tiny_recipe(*archive, max_steps=10_000)
     raw["checkpoint"] = {"every_steps": 10_000, "keep": 1}
@@ -249,12 +256,16 @@ def test_sigterm_under_ray_workers_checkpoints_the_step_they_stopped_at(archive,
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() < deadline, "no validation row appeared"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "SIGTERM: stopping the workers after this step to checkpoint" in err
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, err
+    assert f"{name}: stopping the workers after this step to checkpoint" in err
     assert err.strip().splitlines()[-1] == (
-        "vidcolor: error: interrupted by SIGTERM; checkpoints written so far are kept "
+        f"vidcolor: error: interrupted by {name}; checkpoints written so far are kept "
         "(--resume goes on from the last)"
     )
     ((step, path),) = list_checkpoints(run / "checkpoints")
