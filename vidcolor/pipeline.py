@@ -252,8 +252,12 @@ class StageThreads:
     def __init__(self, depth: int):
         self.depth = depth
         self.cancel = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.finished: list[threading.Event] = []
+        # Each stage's thread, with the Event its work sets when its cleanup has run.
+        self.stages: list[tuple[threading.Thread, threading.Event]] = []
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return [thread for thread, _ in self.stages]
 
     def __enter__(self) -> StageThreads:
         return self
@@ -271,7 +275,7 @@ class StageThreads:
         """
         self.cancel.set()
         interrupted: BaseException | None = None
-        for thread, finished in zip(self.threads, self.finished, strict=True):
+        for thread, finished in self.stages:
             while True:
                 try:
                     finished.wait()
@@ -279,8 +283,7 @@ class StageThreads:
                     break
                 except BaseException as exc:  # the first signal: wait on, raise it after
                     interrupted = interrupted or exc
-        self.threads.clear()
-        self.finished.clear()
+        self.stages.clear()
         if interrupted is not None:
             raise interrupted
 
@@ -318,8 +321,7 @@ class StageThreads:
                     finished.set()
 
         thread = threading.Thread(target=work, name=f"vidcolor-{name}", daemon=True)
-        self.threads.append(thread)
-        self.finished.append(finished)
+        self.stages.append((thread, finished))
         thread.start()
         return self._consume(buffer)
 
