@@ -141,6 +141,18 @@ def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any) -> None:
         raise outcome[0]
 
 
+def _worker_error(exc: Exception) -> str:
+    """What failed, as the worker said it. Ray Train's ``WorkerGroupError`` keeps each rank's
+    own exception; anything else (the controller failing) is summed up by its last line."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        first = failures[min(failures)]
+        ours = isinstance(first, VidcolorError)
+        return one_line(str(first) if ours else f"{type(first).__name__}: {first}")
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return one_line(lines[-1])
+
+
 def train_with_ray(
     recipe: Recipe,
     run_dir: Path,
@@ -211,10 +223,7 @@ def train_with_ray(
     try:
         _fit_answering_signals(trainer, ray, stop_flag)
     except Exception as exc:  # Ray wraps a worker's error in its own types
-        lines = str(exc).strip().splitlines() or [type(exc).__name__]
-        ours_said = f"{VidcolorError.__module__}.{VidcolorError.__qualname__}: "
-        reason = one_line(lines[-1].removeprefix(ours_said))
-        raise VidcolorError(f"training failed on a Ray worker: {reason}") from exc
+        raise VidcolorError(f"training failed on a Ray worker: {_worker_error(exc)}") from exc
     finally:
         if ours:  # also stops the streaming of the workers' output: our line comes last
             ray.shutdown()
