@@ -7,6 +7,7 @@ shapes (any time base, rate, variable timing, first pts != 0, rotation, sample a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -731,3 +732,88 @@ def make_colour_video(tmp_path: Path) -> Callable[..., Path]:
         return write_colour_film(tmp_path / name, **fields)  # type: ignore[arg-type]
 
     return make
+
+
+# --- a Ray cluster started apart ------------------------------------------------------------
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every process of a session: a job started with ``start_new_session`` and Ray's own."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.fixture
+def ray_head() -> Iterator[str]:
+    """A cluster started apart (``ray start --head``, as on a cluster's head node, or a user's
+    own Ray beside ours); its address. Killed with all its processes afterwards."""
+    import socket
+    import time
+
+    pytest.importorskip("ray")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
+        + ["--include-dashboard=false"],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # It listens some seconds after it starts (longer on a loaded machine).
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, "ray start --head exited"
+            assert time.monotonic() < deadline, f"ray start --head did not listen on {port}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for pid in session_pids(head.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        head.wait()
+        # `ray start` left its address for later `ray.init()` calls: not a dead one
+        current = Path("/tmp/ray/ray_current_cluster")
+        with contextlib.suppress(OSError):
+            if current.read_text().strip().endswith(f":{port}"):
+                current.unlink()
+
+
+@pytest.fixture
+def another_local_ray() -> Iterator[None]:
+    """Another job's local Ray on this machine (``ray.init()`` in a process of its own), so
+    that two Ray instances run and neither is the machine's ``ray start`` cluster."""
+    pytest.importorskip("ray")
+    code = (
+        "import ray, time; ray.init(num_cpus=0, include_dashboard=False); "
+        "print('up', flush=True); time.sleep(900)"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "up"
+        yield
+    finally:
+        for pid in session_pids(other.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        other.wait()

@@ -17,7 +17,14 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import VideoSpec, asymmetric_grey, film_facts, packets_of, write_video
+from conftest import (
+    VideoSpec,
+    asymmetric_grey,
+    film_facts,
+    packets_of,
+    session_pids,
+    write_video,
+)
 
 from vidcolor.batch.driver import BatchSettings, run_batch
 from vidcolor.batch.worker import EngineChoice
@@ -124,18 +131,6 @@ def test_mixed_archive_finishes_with_the_bad_ones_reported(archive, tmp_path):
     assert [Path(f["input"]).name for f in again.failed] == ["corrupt.mp4"]
 
 
-def _session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
 def _kill_when(outdir: Path, events: int, args: list[str]) -> None:
     """Start ``vidcolor batch`` and SIGKILL it and all its Ray processes after ``events``
     ledger records (0: as soon as Ray's workers run)."""
@@ -149,11 +144,11 @@ def _kill_when(outdir: Path, events: int, args: list[str]) -> None:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         lines = ledger.read_bytes().count(b"\n") if ledger.exists() else 0
-        workers = [p for p in _session_pids(process.pid) if _is_worker(p)]
+        workers = [p for p in session_pids(process.pid) if _is_worker(p)]
         if lines >= events and (events or workers):
             break
         time.sleep(0.05)
-    for pid in _session_pids(process.pid):
+    for pid in session_pids(process.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     process.wait()
@@ -195,7 +190,7 @@ def test_killed_at_any_moment_then_rerun_gives_the_uninterrupted_output(archive,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and rerun.poll() is None:
-        workers = [p for p in _session_pids(rerun.pid) if _is_worker(p)]
+        workers = [p for p in session_pids(rerun.pid) if _is_worker(p)]
         if workers:
             time.sleep(1.0)
             os.kill(workers[0], signal.SIGKILL)
@@ -325,69 +320,26 @@ def test_archive_traversal_is_refused(tmp_path):
     assert len(report.failed) == 2 and not (tmp_path / "deep" / "escape.png").exists()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, seconds: float) -> None:
-    """`ray start --block` listens some seconds after it starts (longer on a loaded machine):
-    the job is started once the head answers, as a cluster's users would."""
-    import socket
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "ray start --head exited"
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"ray start --head did not listen on {port} in {seconds} s")
-
-
-def test_joins_an_existing_cluster_by_address(archive, tmp_path):
+def test_joins_an_existing_cluster_by_address(archive, tmp_path, ray_head):
     """A cluster started apart (`ray start --head`, as on a cluster's head node): the job
     joins it with --address, and RAY_ADDRESS (what `ray job submit` sets) does the same."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    ray_cli = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
-        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2"]
-        + ["--include-dashboard=false"],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    args = [sys.executable, "-m", "vidcolor", "batch", "--workers", "1", "-q"]
+    scans = archive / "scans" / "1950s"
+    run = subprocess.run(
+        [*args, str(scans / "scan-0.jpg"), "-o", str(tmp_path / "out"), "--address", ray_head],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    try:
-        address = f"127.0.0.1:{port}"
-        _wait_for_port(port, head, seconds=120)
-        args = [sys.executable, "-m", "vidcolor", "batch", "--workers", "1", "-q"]
-        scans = archive / "scans" / "1950s"
-        run = subprocess.run(
-            [*args, str(scans / "scan-0.jpg"), "-o", str(tmp_path / "out"), "--address", address],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert run.returncode == 0, run.stderr
-        env = {**os.environ, "RAY_ADDRESS": address}
-        run = subprocess.run(
-            [*args, str(scans / "scan-1.jpg"), "-o", str(tmp_path / "out")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-        )
-        assert run.returncode == 0, run.stderr
-        report = json.loads((tmp_path / "out" / "vidcolor-report.json").read_text())
-        assert report["address"] == address
-        assert set(_outputs(tmp_path / "out")) == {"scan-0.jpg", "scan-1.jpg"}
-    finally:
-        for pid in _session_pids(head.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        head.wait()
-        # `ray start` left its address for later `ray.init()` calls: not a dead one
-        current = Path("/tmp/ray/ray_current_cluster")
-        with contextlib.suppress(OSError):
-            if current.read_text().strip().endswith(f":{port}"):
-                current.unlink()
+    assert run.returncode == 0, run.stderr
+    run = subprocess.run(
+        [*args, str(scans / "scan-1.jpg"), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "RAY_ADDRESS": ray_head},
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "out" / "vidcolor-report.json").read_text())
+    assert report["address"] == ray_head
+    assert set(_outputs(tmp_path / "out")) == {"scan-0.jpg", "scan-1.jpg"}

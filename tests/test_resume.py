@@ -275,9 +275,12 @@ def test_a_signal_under_ray_workers_checkpoints_the_step_they_stopped_at(
 
 
 @pytest.mark.xdist_group("ray")  # one local cluster at a time
-def test_an_error_on_a_ray_worker_is_one_line_without_ray_tracebacks(archive, tmp_path):
+def test_an_error_on_a_ray_worker_is_one_line_without_ray_tracebacks(
+    archive, tmp_path, another_local_ray
+):
     """A run that diverges under --workers 2 fails on every rank; the user reads our line, not
-    the worker's and the Ray Train controller's tracebacks."""
+    the worker's and the Ray Train controller's tracebacks. Another job's Ray runs on the
+    machine: Ray Train's own actors must not mistake it for the run's."""
     pytest.importorskip("ray.train.torch", reason="Ray Train not installed")
     raw = tiny_recipe(*archive, max_steps=50)
     raw["optim"]["lr"] = 1.0e30

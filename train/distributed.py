@@ -46,6 +46,7 @@ from .recipe import Recipe
 
 RAY_STORAGE = ".ray"  # Ray Train's run records, inside the run folder while it runs
 STOP_GRACE_SECONDS = 300.0  # after a signal, for the workers to finish a step and checkpoint
+GCS_PORT_VARIABLE = "RAY_GCS_SERVER_PORT"  # the port a local Ray's GCS listens on
 
 
 def absolute(recipe: Recipe) -> Recipe:
@@ -141,6 +142,32 @@ def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any) -> None:
         raise outcome[0]
 
 
+def _start_local_ray(ray: Any) -> None:
+    """A local Ray whose own processes are told its address (RAY_ADDRESS). Ray Train's
+    placement-group cleaner looks the cluster up with no address; with a second Ray on the
+    machine (a user's ``ray start``, another job) it cannot tell which is ours, and its thread
+    dies printing a traceback into the run's output."""
+    import socket
+
+    with socket.socket() as probe:  # a free port for the GCS, so the address is known first
+        probe.bind(("", 0))
+        port = probe.getsockname()[1]
+    address = f"{ray.util.get_node_ip_address()}:{port}"
+    before = os.environ.get(GCS_PORT_VARIABLE)
+    os.environ[GCS_PORT_VARIABLE] = str(port)
+    try:
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            runtime_env={"env_vars": {"RAY_ADDRESS": address}},
+        )
+    finally:
+        if before is None:
+            del os.environ[GCS_PORT_VARIABLE]
+        else:
+            os.environ[GCS_PORT_VARIABLE] = before
+
+
 def _worker_error(exc: Exception) -> str:
     """What failed, as the worker said it. Ray Train's ``WorkerGroupError`` keeps each rank's
     own exception; anything else (the controller failing) is summed up by its last line."""
@@ -192,7 +219,9 @@ def train_with_ray(
     _prepare_run_folder(RunFolder(run_dir), resume, overwrite)
     ours = not ray.is_initialized()  # a caller's own Ray session is left to the caller
     with signals.kept_through():  # ray.init puts in handlers of its own
-        if ours:
+        if ours and address == "local":
+            _start_local_ray(ray)
+        elif ours:
             ray.init(address=address, include_dashboard=False)
     stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
     trainer = TorchTrainer(
