@@ -10,8 +10,10 @@ the truth at the bottom.
         [--out docs/recipes]
 
 Writes OUT/recipes.md (one table per validation folder), OUT/recipes.json and OUT/recipes.png,
-and prints the tables. Each model's training facts (architecture, steps, minutes) come from the
-recipe its safetensors metadata carries.
+and prints the tables. With --add, the rows already in OUT stay (their models need not be at
+hand: a seed trained in another sitting is scored once) and these models' rows join them.
+Each model's training facts (architecture, steps, minutes) come from the recipe its
+safetensors metadata carries.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -144,7 +147,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
-def table(rows: list[tuple[str, object]], truth_cf: float) -> str:
+def table(rows: list[tuple[str, Any]], truth_cf: float) -> str:
     head = "| model | PSNR (dB) ↑ | SSIM ↑ | CIEDE2000 ↓ | colourfulness | ΔCF |"
     lines = [head, "|---|---|---|---|---|---|"]
     for label, s in rows:
@@ -154,6 +157,41 @@ def table(rows: list[tuple[str, object]], truth_cf: float) -> str:
         )
     lines.append(f"| ground truth | — | — | 0 | {truth_cf:.1f} | 0 |")
     return "\n".join(lines)
+
+
+ROW_HEIGHT = CELL + GAP
+
+
+def scores_of(stored: dict[str, float]):
+    from vidcolor.metrics import ColorScores
+
+    return ColorScores(**{f.name: stored[f.name] for f in fields(ColorScores)})
+
+
+def load_previous(out: Path, data: list[Path], photos: list[str], render_size: int) -> dict:
+    """The report and grid already in OUT, for --add: rows whose models need not be at hand
+    (trained in another sitting, on another machine). They must have been made the same way."""
+    try:
+        report = json.loads((out / "recipes.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"recipes.py: --add needs {out}/recipes.json from an earlier run: {exc}"
+        ) from None
+    made = {"render_size": render_size, "photos": photos, "data": [root.name for root in data]}
+    before = {key: report.get(key) for key in ("render_size", "photos")}
+    before["data"] = list(report.get("data", {}))
+    if before != made:
+        raise SystemExit(f"recipes.py: --add: {out} was made with {before}, not {made}")
+    picture = cv2.imread(str(out / "recipes.png"), cv2.IMREAD_COLOR)
+    rows = len(report["models"]) + 2  # the grey input on top, the truth at the bottom
+    if picture is None or picture.shape[0] != rows * ROW_HEIGHT:
+        raise SystemExit(f"recipes.py: --add: {out}/recipes.png does not hold {rows} rows")
+    strips = [
+        cv2.cvtColor(picture[i * ROW_HEIGHT : (i + 1) * ROW_HEIGHT], cv2.COLOR_BGR2RGB)
+        for i in range(rows)
+    ]
+    report["strips"] = strips
+    return report
 
 
 def main() -> None:
@@ -171,14 +209,27 @@ def main() -> None:
     parser.add_argument("--render-size", type=int, default=160)
     parser.add_argument("--limit", type=int, default=None, help="photos per folder")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnxruntime", "torch", "tensorrt"],
+        help="as vidcolor --backend (auto: vidcolor's default, what the tables are made with)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "recipes")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="keep the rows already in OUT and add these models (a label already there is "
+        "scored again and replaced in place)",
+    )
     args = parser.parse_args()
     data = args.data or DATA
     scales = dict(args.ab_scale)
     unknown = set(scales) - {label for label, _ in args.model}
     if unknown:
         parser.error(f"--ab-scale names no --model label: {', '.join(sorted(unknown))}")
-    photos = [read_photo(spec, data) for spec in args.photo or PHOTOS]
+    photo_specs = args.photo or PHOTOS
+    photos = [read_photo(spec, data) for spec in photo_specs]
 
     from vidcolor.train.evaluate import grey_rgb
 
@@ -186,16 +237,23 @@ def main() -> None:
     from vidcolor.color import as_float_rgb
     from vidcolor.engines import load_engine
 
-    rows: dict[str, list[tuple[str, object]]] = {root.name: [] for root in data}
-    truth: dict[str, float] = {}
-    report: list[dict[str, object]] = []
-    pictures = [("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])]
-    for number, (label, path) in enumerate(args.model):
-        engine = load_engine(path, render_size=args.render_size, threads=args.threads)
+    if args.add:
+        previous = load_previous(args.out, data, photo_specs, args.render_size)
+        folders, models = previous["data"], previous["models"]
+        strips = previous["strips"]
+    else:
+        folders, models = {}, []
+        grey = grid_row("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])
+        truth = grid_row("ground truth", [as_float_rgb(p) for p in photos])
+        strips = [grey, truth]
+    for label, path in args.model:
+        engine = load_engine(
+            path, backend=args.backend, render_size=args.render_size, threads=args.threads
+        )
         scale = scales.get(label)
         if scale is not None:
             engine = ScaledEngine(engine, scale)
-        scored = score_model(engine, data, args.render_size, args.limit, grey=number == 0)
+        scored = score_model(engine, data, args.render_size, args.limit, grey=not folders)
         entry: dict[str, object] = {
             "label": label,
             "path": str(path),
@@ -205,31 +263,46 @@ def main() -> None:
         }
         for name, (evaluation, seconds) in scored.items():
             if evaluation.grey is not None:
-                rows[name].insert(0, ("grey baseline", evaluation.grey))
-                entry_grey = asdict(evaluation.grey)
-                report.append({"label": "grey baseline", "data": name, **entry_grey})
-            rows[name].append((label, evaluation.model))
-            truth[name] = evaluation.truth_colorfulness
-            entry[name] = {
-                "images": evaluation.images,
-                "seconds": round(seconds, 1),
-                **asdict(evaluation.model),
-            }
+                folders[name] = {
+                    "images": evaluation.images,
+                    "truth_colorfulness": evaluation.truth_colorfulness,
+                    "grey": asdict(evaluation.grey),
+                }
+            if evaluation.images != folders[name]["images"]:
+                raise SystemExit(
+                    f"recipes.py: {label} was scored on {evaluation.images} photos of {name}, "
+                    f"the other rows on {folders[name]['images']} (--limit)"
+                )
+            entry[name] = {"seconds": round(seconds, 1), **asdict(evaluation.model)}
             print(f"{label} on {name}: {evaluation.images} photos in {seconds:.0f} s", flush=True)
-        report.append(entry)
-        pictures.append((label, [colorize_array(p, engine, args.render_size) for p in photos]))
-    pictures.append(("ground truth", [as_float_rgb(p) for p in photos]))
+        strip = grid_row(label, [colorize_array(p, engine, args.render_size) for p in photos])
+        labels = [model["label"] for model in models]
+        if label in labels:  # scored again: replaced where it stands
+            models[labels.index(label)] = entry
+            strips[1 + labels.index(label)] = strip
+        else:
+            models.append(entry)
+            strips.insert(len(strips) - 1, strip)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    tables = [
-        f"**{name}** ({report[-1][name]['images']} photos, render size {args.render_size})\n\n"
-        + table(rows[name], truth[name])
-        for name in rows
-    ]
+    tables = []
+    for name, folder in folders.items():
+        rows = [("grey baseline", scores_of(folder["grey"]))]
+        rows += [(model["label"], scores_of(model[name])) for model in models]
+        tables.append(
+            f"**{name}** ({folder['images']} photos, render size {args.render_size})\n\n"
+            + table(rows, folder["truth_colorfulness"])
+        )
     text = "\n\n".join(tables) + "\n"
+    report = {
+        "render_size": args.render_size,
+        "photos": photo_specs,
+        "data": folders,
+        "models": models,
+    }
     (args.out / "recipes.md").write_text(text)
     (args.out / "recipes.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    picture = np.concatenate([grid_row(label, images) for label, images in pictures], axis=0)
+    picture = np.concatenate(strips, axis=0)
     cv2.imwrite(str(args.out / "recipes.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     print(text)
     print(f"wrote {args.out}/recipes.md, recipes.json, recipes.png", file=sys.stderr)
