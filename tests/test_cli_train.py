@@ -216,6 +216,30 @@ def test_eval_prints_a_table_per_data_set(project, tiny_model):
     assert "PSNR (dB)" in out and "CIEDE2000" in out and "ΔCF" in out
 
 
+def test_eval_held_out_scores_only_what_a_hold_out_never_trained_on(
+    project, tiny_model, monkeypatch
+):
+    from vidcolor.train.data import is_held_out
+
+    held = sum(is_held_out(f"{i:06d}.jpg", 0.5) for i in range(6))  # the shard's members
+    assert 0 < held < 6
+    train = project / "data" / "train"
+    args = ["--render-size", "32", "--device", "cpu", "--threads", "1", "--held-out", "0.5"]
+    result = invoke(eval_command, tiny_model, train, *args)
+    assert result.exit_code == 0, result.output
+    assert f"on {train}: {held} photos" in result.stdout
+    # A run that holds them out trains on the rest and can validate on them.
+    sets = ["data.sources.0.hold_out=0.5", "val.sets.0.path=data/train", "val.sets.0.held_out=0.5"]
+    overrides = [arg for key in sets for arg in ("--set", key)]
+    monkeypatch.chdir(project)
+    run = invoke(train_command, "configs/tiny.yaml", "--out", "runs", *overrides)
+    assert run.exit_code == 0, run.output
+    assert f"loaded {6 - held} training photos" in run.stderr
+    assert f"({held} held out)" in run.stderr
+    rows = (project / "runs" / "tiny" / "log.jsonl").read_text().splitlines()
+    assert json.loads(rows[-1])["val"]["train"]["images"] == held
+
+
 def test_eval_json_scores_what_vidcolor_renders(project, tiny_model):
     val = project / "data" / "val"
     result = invoke(eval_command, tiny_model, val, "--json", "--limit", "1", "--render-size", "64")

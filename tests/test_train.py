@@ -16,6 +16,7 @@ from vidcolor.train.data import (
     EvalSource,
     StepBatches,
     TrainingSet,
+    is_held_out,
     iter_shard_members,
     load_source,
     mean_chroma,
@@ -264,6 +265,36 @@ def test_eval_source_reads_shard_folders_single_files_and_limits(archive, tmp_pa
         EvalSource(tmp_path / "nowhere")
 
 
+def test_the_held_out_share_is_a_stable_hash_of_the_file_name_across_shards():
+    names = [f"photo-{i}.jpg" for i in range(20_000)]
+    held = [n for n in names if is_held_out(n, 0.05)]
+    assert 0.045 < len(held) / len(names) < 0.055
+    # the folder or shard a photo lies in does not matter; a larger share holds a smaller one
+    assert all(is_held_out(f"shard-7.tar/{n}", 0.05) for n in held)
+    assert all(is_held_out(n, 0.2) for n in held)
+    assert not any(is_held_out(n, 0.0) for n in names)
+
+
+def test_a_held_out_share_is_never_trained_on_and_is_what_eval_reads(tmp_path):
+    root = tmp_path / "mine"
+    write_shard(root / "a.tar", [photo(i) for i in range(12)])
+    for i in range(12):
+        write_png(root / "scans" / f"scan-{i}.png", photo(20 + i))
+    everything = load_source(root, short_side=32)
+    trained = load_source(root, short_side=32, hold_out=0.5)
+    evaluated = [name for name, _ in EvalSource(root, held_out=0.5).images()]
+    assert 0 < trained.held_out == len(evaluated) < 24
+    assert len(trained) + trained.held_out == len(everything) == 24
+    names = {key.rsplit("/", 1)[-1] for key in trained.keys}
+    assert names.isdisjoint(name.rsplit("/", 1)[-1] for name in evaluated)
+    assert f"({trained.held_out} held out)" in trained.summary()
+    assert trained.fingerprint() != everything.fingerprint()  # a resume notices the change
+    kept = next(f"x{i}.png" for i in range(100) if not is_held_out(f"x{i}.png", 0.01))
+    write_png(tmp_path / "few" / kept, photo(1))
+    with pytest.raises(VidcolorError, match="none of its photos is in a 0.01 hold-out"):
+        EvalSource(tmp_path / "few", held_out=0.01)
+
+
 # --- schedule -------------------------------------------------------------------------------
 
 
@@ -407,6 +438,9 @@ def test_recipe_overrides_parse_yaml_and_reach_nested_keys_and_list_entries():
         ("optim.weight_decay=-5", "out of range: optim.weight_decay"),
         ("seed=99999999999999999999", "out of range: seed"),
         ("data.epoch_size=99999999999999", "out of range: data.epoch_size"),
+        ("data.sources.0.hold_out=1", "out of range: data.sources.hold_out"),
+        ("data.sources.0.hold_out=-0.1", "out of range: data.sources.hold_out"),
+        ("val.sets.0.held_out=0", "out of range: val.sets.held_out"),
     ],
 )
 def test_bad_recipe_values_are_one_line_user_errors(override, message):

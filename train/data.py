@@ -6,7 +6,9 @@ shared sets are small (about sixteen thousand photos), so each photo is decoded 
 memory as uint8 RGB at a modest short side (``data.short_side``, 192 by default: about 2 GB
 for the shared sets); a run refuses to start if that would exceed ``data.max_memory_mb``.
 Greyscale and nearly greyscale photos (mean Lab chroma under ``data.min_chroma``) are skipped:
-they teach the model that everything is grey.
+they teach the model that everything is grey. A source's ``hold_out`` share is left out of
+training by a hash of each photo's file name (``is_held_out``), and ``EvalSource`` reads that
+same share back: a held-out set drawn across every kind of photo the source holds.
 
 Every random choice is a pure function of the seed and of a sample's position in the stream
 (``epoch * epoch_size + index``): the epoch's order comes from a generator seeded by (seed,
@@ -75,10 +77,15 @@ def mean_chroma(rgb: np.ndarray) -> float:
     return float(np.hypot(lab[:, :, 1], lab[:, :, 2]).mean())
 
 
-def iter_shard_members(shards: list[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    """(shard/member name, uint8 RGB) of every decodable image in the shards, in order."""
+def iter_shard_members(
+    shards: list[Path], held_out: float | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
+    """(shard/member name, uint8 RGB) of every decodable image in the shards, in order (with
+    ``held_out``: of those in that held-out share only, the others not decoded)."""
     for shard in shards:
         for name, data in _shard_images(shard):
+            if held_out is not None and not is_held_out(name, held_out):
+                continue
             rgb = _decode_rgb(data)
             if rgb is not None:
                 yield f"{shard.name}/{name}", rgb
@@ -100,6 +107,16 @@ def _shard_images(shard: Path) -> Iterator[tuple[str, bytes]]:
                         yield member.name, handle.read()
     except (OSError, tarfile.TarError) as exc:
         raise VidcolorError(f"{shard}: not a readable .tar shard ({exc})") from exc
+
+
+def is_held_out(key: str, fraction: float) -> bool:
+    """Whether a photo falls in a source's held-out share. Decided by its file name alone, so
+    the split stays the same wherever the source lies and however it is sharded, and it cuts
+    across every shard (the shared sets' shards each hold one kind of photo)."""
+    if fraction <= 0:
+        return False
+    name = key.rsplit("/", 1)[-1].encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.sha256(name).digest()[:8], "big") < fraction * 2**64
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -135,6 +152,7 @@ class SourceImages:
     keys: list[str] = field(default_factory=list)
     skipped_grey: int = 0
     skipped_unreadable: int = 0
+    held_out: int = 0
     nbytes: int = 0  # of the kept pixels
 
     @property
@@ -158,6 +176,8 @@ class SourceImages:
         if self.skipped_unreadable:
             skipped.append(f"{self.skipped_unreadable} unreadable")
         extra = f" ({', '.join(skipped)} skipped)" if skipped else ""
+        if self.held_out:
+            extra += f" ({self.held_out} held out)"
         return f"{len(self)} from {one_line(str(self.path))}{extra}"
 
 
@@ -191,8 +211,10 @@ def load_source(
     threads: int = 2,
     memory_left: int | None = None,
     on_file: Callable[[], None] | None = None,
+    hold_out: float = 0.0,
 ) -> SourceImages:
-    """Decode every photo of one source (shards first, then photos, each sorted by path).
+    """Decode every photo of one source (shards first, then photos, each sorted by path) but
+    its ``hold_out`` share (``is_held_out``), which is not even decoded.
 
     Decoding runs on ``threads`` threads (OpenCV releases the GIL); the order is kept.
     ``memory_left`` bytes bound what the source may keep; ``on_file`` ticks per shard or photo.
@@ -221,7 +243,12 @@ def load_source(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for shard in shards:
             prefix = shard.relative_to(root).as_posix()
-            members = list(_shard_images(shard))
+            members = []
+            for name, data in _shard_images(shard):
+                if is_held_out(name, hold_out):
+                    source.held_out += 1
+                else:
+                    members.append((name, data))
             results = pool.map(
                 lambda item: _prepare(_decode_rgb(item[1]), short_side, min_chroma), members
             )
@@ -229,6 +256,9 @@ def load_source(
                 keep(f"{prefix}/{name}", result)
             if on_file is not None:
                 on_file()
+        training = [p for p in photos if not is_held_out(p.name, hold_out)]
+        source.held_out += len(photos) - len(training)
+        photos = training
         results = pool.map(
             lambda p: _prepare(_read_photo(p), short_side, min_chroma), photos, chunksize=8
         )
@@ -425,10 +455,12 @@ class EvalSource:
     Photos are read with vidcolor's own image reader (EXIF orientation, 16 bits, grey), so they
     are exactly what ``vidcolor photo.jpg`` would see; shard members are decoded as training
     decodes them. Checked when made: a missing or empty source fails before any model runs.
+    With ``held_out``, only the photos a training source with that ``hold_out`` left out.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, held_out: float | None = None):
         self.path = Path(path)
+        self.held_out = held_out
         if self.path.is_file():
             is_tar = self.path.suffix.lower() == ".tar"
             self.photos = [] if is_tar else [self.path]
@@ -441,6 +473,12 @@ class EvalSource:
                 raise VidcolorError(f"{self.path}: holds no photos and no .tar shards")
         else:
             raise VidcolorError(f"data not found: {self.path}")
+        if held_out is not None:
+            self.photos = [p for p in self.photos if is_held_out(p.name, held_out)]
+            if not self.photos and not self.shards:
+                raise VidcolorError(
+                    f"{self.path}: none of its photos is in a {held_out:g} hold-out"
+                )
 
     def known_count(self, limit: int | None = None) -> int | None:
         """How many photos ``images`` yields, when that is known without reading shards."""
@@ -459,7 +497,7 @@ class EvalSource:
             name = path.name if path == self.path else str(path.relative_to(self.path))
             yield name, read_image(path, max_pixels).rgb
             count += 1
-        for name, rgb in iter_shard_members(self.shards):
+        for name, rgb in iter_shard_members(self.shards, self.held_out):
             if limit is not None and count >= limit:
                 return
             yield name, rgb

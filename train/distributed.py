@@ -201,7 +201,7 @@ def train_with_ray(
     StepBatches(recipe.optim.batch_size, 0, 0, rank=0, world=workers)
     build_components(recipe)
     for spec in recipe.val.sets:
-        EvalSource(spec.path)
+        EvalSource(spec.path, spec.held_out)
     for source in recipe.data.sources:
         find_source_files(source.path)
     if resume:

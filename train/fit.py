@@ -455,6 +455,7 @@ def _load_sources(
                 threads=threads,
                 memory_left=budget,
                 on_file=lambda: bar.update(1),
+                hold_out=spec.hold_out,
             )
             budget -= loaded.nbytes
             sources.append(loaded)
@@ -503,7 +504,7 @@ def train(
         torch.set_num_threads(recipe.threads)
     # Every input is checked before the slow part starts.
     components = build_components(recipe)
-    val_sources = [(spec, EvalSource(spec.path)) for spec in recipe.val.sets]
+    val_sources = [(spec, EvalSource(spec.path, spec.held_out)) for spec in recipe.val.sets]
     state: dict[str, Any] | None = None
     if resume:
         path, state = load_latest(run.checkpoints)

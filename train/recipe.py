@@ -21,6 +21,8 @@ rates and budgets positive::
           weight: 1             #   .tar shards (KEY.jpg + KEY.json) and/or photos, searched
         - path: ~/my-photos     #   recursively (hidden files skipped), or one .tar file
           weight: 1
+          hold_out: 0.0         # this share of the photos (in [0, 1), by a hash of each file
+                                #   name, across all shards) is never trained on
       short_side: 192           # photos are decoded once and kept in memory at this short side
       max_memory_mb: 4096       # ... and the run refuses to start if they would take more
       min_chroma: 3.0           # photos whose mean Lab chroma is below this are skipped (grey)
@@ -66,6 +68,7 @@ rates and budgets positive::
     val*:
       sets*:                    # scored beside the grey baseline through vidcolor's engine
         - {path: ../data/val, images: 64}        # first `images` photos (name: folder name)
+        - {path: ~/my-photos, held_out: 0.05, name: mine}  # that source's held-out share
       every_steps*: 500
       size: 160                 # render size, as ``vidcolor --render-size``
       grid: 6                   # first N photos of each set in the before/after grid PNG
@@ -103,6 +106,7 @@ MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML: /dev/zero is not
 class SourceSpec:
     path: Path
     weight: float = 1.0
+    hold_out: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class ValSetSpec:
     path: Path
     images: int = 64
     name: str | None = None
+    held_out: float | None = None
 
     @property
     def label(self) -> str:
@@ -204,6 +209,7 @@ class Recipe:
         checks = {
             "data.sources": len(data.sources) >= 1,
             "data.sources.weight": all(s.weight > 0 for s in data.sources),
+            "data.sources.hold_out": all(0 <= s.hold_out < 1 for s in data.sources),
             "data.short_side": data.short_side >= 1,
             "data.max_memory_mb": data.max_memory_mb >= 1,
             "data.min_chroma": data.min_chroma >= 0,
@@ -239,6 +245,7 @@ class Recipe:
             "checkpoint.keep": self.checkpoint.keep >= 1,
             "val.sets": len(val.sets) >= 1,
             "val.sets.images": all(s.images >= 1 for s in val.sets),
+            "val.sets.held_out": all(s.held_out is None or 0 < s.held_out < 1 for s in val.sets),
             "val.every_steps": val.every_steps >= 1,
             "val.size": val.size >= SIZE_MULTIPLE,
             "val.grid": val.grid >= 0,

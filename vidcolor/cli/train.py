@@ -129,6 +129,12 @@ def _run_lock(run: Path) -> contextlib.AbstractContextManager[None]:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="At most N photos of each DATA."
 )
+@click.option(
+    "--held-out",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Only the photos a training source with this data.sources hold_out never trained on.",
+)
 @engine_options
 @click.option(
     "--threads",
@@ -143,6 +149,7 @@ def eval_command(
     data: tuple[Path, ...],
     render_size: int,
     limit: int | None,
+    held_out: float | None,
     device: str,
     backend: str,
     precision: str,
@@ -166,7 +173,7 @@ def eval_command(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    sources = [EvalSource(path) for path in data]  # all checked before the model loads
+    sources = [EvalSource(path, held_out) for path in data]  # all checked before the model loads
     engine = load_engine(
         model, device, backend, precision, render_size=render_size, threads=threads
     )
