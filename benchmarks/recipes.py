@@ -177,6 +177,8 @@ def load_previous(out: Path, data: list[Path], photos: list[str], render_size: i
         raise SystemExit(
             f"recipes.py: --add needs {out}/recipes.json from an earlier run: {exc}"
         ) from None
+    if not isinstance(report, dict) or not isinstance(report.get("models"), list):
+        raise SystemExit(f"recipes.py: --add: {out}/recipes.json is not this script's report")
     made = {"render_size": render_size, "photos": photos, "data": [root.name for root in data]}
     before = {key: report.get(key) for key in ("render_size", "photos")}
     before["data"] = list(report.get("data", {}))
