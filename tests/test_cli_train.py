@@ -228,6 +228,8 @@ def test_eval_held_out_scores_only_what_a_hold_out_never_trained_on(
     result = invoke(eval_command, tiny_model, train, *args)
     assert result.exit_code == 0, result.output
     assert f"on {train}: {held} photos" in result.stdout
+    nan = invoke(eval_command, tiny_model, train, "--held-out", "nan")
+    assert nan.exit_code == 2 and "--held-out" in nan.output and "nan" in nan.output
     # A run that holds them out trains on the rest and can validate on them.
     sets = ["data.sources.0.hold_out=0.5", "val.sets.0.path=data/train", "val.sets.0.held_out=0.5"]
     overrides = [arg for key in sets for arg in ("--set", key)]

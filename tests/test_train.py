@@ -293,6 +293,11 @@ def test_a_held_out_share_is_never_trained_on_and_is_what_eval_reads(tmp_path):
     write_png(tmp_path / "few" / kept, photo(1))
     with pytest.raises(VidcolorError, match="none of its photos is in a 0.01 hold-out"):
         EvalSource(tmp_path / "few", held_out=0.01)
+    members = [f"{i:06d}.jpg" for i in range(3)]  # write_shard's member names
+    assert not any(is_held_out(name, 0.01) for name in members)
+    write_shard(tmp_path / "shards" / "s.tar", [photo(i) for i in range(3)])
+    with pytest.raises(VidcolorError, match="none of its photos is in a 0.01 hold-out"):
+        EvalSource(tmp_path / "shards", held_out=0.01)  # found from the tar's headers
 
 
 # --- schedule -------------------------------------------------------------------------------
@@ -504,6 +509,10 @@ def test_recipe_identity_leaves_out_what_may_change_between_sittings():
     assert recipe_differences(base.identity(), changed.identity()) == [
         "loss.0.weight: 1 -> 2",
         f"optim.lr: {base.optim.lr!r} -> 0.5",
+    ]
+    held = load_recipe(CONFIG, ["data.sources.0.hold_out=0.05"])
+    assert recipe_differences(base.identity(), held.identity()) == [
+        "data.sources.0.hold_out: None -> 0.05"
     ]
 
 

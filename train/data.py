@@ -119,6 +119,17 @@ def is_held_out(key: str, fraction: float) -> bool:
     return int.from_bytes(hashlib.sha256(name).digest()[:8], "big") < fraction * 2**64
 
 
+def _member_names(shard: Path) -> Iterator[str]:
+    """The image members' names of one tar, read from its headers alone."""
+    try:
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
+                    yield member.name
+    except (OSError, tarfile.TarError) as exc:
+        raise VidcolorError(f"{shard}: not a readable .tar shard ({exc})") from exc
+
+
 def _visible_files(folder: Path) -> list[Path]:
     """Files under ``folder``, recursively, sorted, hidden files and folders left out."""
     return sorted(
@@ -475,7 +486,12 @@ class EvalSource:
             raise VidcolorError(f"data not found: {self.path}")
         if held_out is not None:
             self.photos = [p for p in self.photos if is_held_out(p.name, held_out)]
-            if not self.photos and not self.shards:
+            in_shards = (
+                is_held_out(name, held_out)
+                for shard in self.shards
+                for name in _member_names(shard)
+            )
+            if not self.photos and not any(in_shards):
                 raise VidcolorError(
                     f"{self.path}: none of its photos is in a {held_out:g} hold-out"
                 )

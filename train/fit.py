@@ -526,6 +526,12 @@ def train(
     # find any that cannot be read before the first hour of training, not after it.
     val = [ValSet(spec.label, source, spec.images) for spec, source in val_sources]
     counts = [sum(1 for _ in v.photos()) for v in val]
+    empty = [v.label for v, n in zip(val, counts, strict=True) if n == 0]
+    if empty:
+        raise VidcolorError(
+            f"val.sets: no photos to validate on in {', '.join(map(one_line, empty))} (is its "
+            "held_out share empty?)"
+        )
     if dist.main:
         tqdm.write(
             f"loaded {sum(len(s) for s in sources)} training photos "

@@ -302,7 +302,11 @@ class Recipe:
         data = out["data"]
         for key in ("workers", "max_memory_mb"):
             data.pop(key)
-        data["sources"] = [{"weight": s["weight"]} for s in data["sources"]]
+        # hold_out only where set, so that runs from before the key resume as they were
+        data["sources"] = [
+            {"weight": s["weight"], **({"hold_out": s["hold_out"]} if s["hold_out"] else {})}
+            for s in data["sources"]
+        ]
         return out
 
 

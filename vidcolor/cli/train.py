@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +23,13 @@ from vidcolor.errors import VidcolorError, one_line
 from vidcolor.options import DEFAULT_RENDER_SIZE
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def _finite(value: float | None, name: str) -> float | None:
+    """click's FloatRange lets nan through (every comparison with it is false)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number in range", param_hint=name)
+    return value
 
 
 @click.command(
@@ -133,6 +141,7 @@ def _run_lock(run: Path) -> contextlib.AbstractContextManager[None]:
     "--held-out",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     default=None,
+    callback=lambda _ctx, _param, value: _finite(value, "--held-out"),
     help="Only the photos a training source with this data.sources hold_out never trained on.",
 )
 @engine_options
