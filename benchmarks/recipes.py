@@ -19,6 +19,8 @@ safetensors metadata carries.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import sys
 import time
@@ -28,6 +30,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from vidcolor.errors import VidcolorError, one_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -168,35 +172,104 @@ def scores_of(stored: dict[str, float]):
     return ColorScores(**{f.name: stored[f.name] for f in fields(ColorScores)})
 
 
+def folder_fingerprint(root: Path) -> str:
+    """Which files a validation folder holds (names and sizes): rows of another folder of the
+    same name must not join a table."""
+    from vidcolor.train.data import EvalSource
+
+    source = EvalSource(root)
+    digest = hashlib.sha256()
+    for path in [*source.photos, *source.shards]:
+        name = path.relative_to(root).as_posix() if path != root else path.name
+        digest.update(f"{name}\t{path.stat().st_size}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
+
+
+def render_tables(folders: dict, models: list[dict], render_size: int) -> str:
+    tables = []
+    for name, folder in folders.items():
+        rows = [("grey baseline", scores_of(folder["grey"]))]
+        rows += [(str(model["label"]), scores_of(model[name])) for model in models]
+        tables.append(
+            f"**{name}** ({int(folder['images'])} photos, render size {render_size})\n\n"
+            + table(rows, float(folder["truth_colorfulness"]))
+        )
+    return "\n\n".join(tables) + "\n"
+
+
 def load_previous(out: Path, data: list[Path], photos: list[str], render_size: int) -> dict:
     """The report and grid already in OUT, for --add: rows whose models need not be at hand
-    (trained in another sitting, on another machine). They must have been made the same way."""
+    (trained in another sitting, on another machine). They must have been made the same way,
+    on the same photos."""
     try:
         report = json.loads((out / "recipes.json").read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(
             f"recipes.py: --add needs {out}/recipes.json from an earlier run: {exc}"
         ) from None
-    if not isinstance(report, dict) or not isinstance(report.get("models"), list):
-        raise SystemExit(f"recipes.py: --add: {out}/recipes.json is not this script's report")
-    made = {"render_size": render_size, "photos": photos, "data": [root.name for root in data]}
-    before = {key: report.get(key) for key in ("render_size", "photos")}
-    before["data"] = list(report.get("data", {}))
+    try:
+        made = {
+            "render_size": render_size,
+            "photos": photos,
+            "data": {root.name: folder_fingerprint(root) for root in data},
+        }
+        before = {key: report[key] for key in ("render_size", "photos")}
+        before["data"] = {name: f["fingerprint"] for name, f in report["data"].items()}
+        render_tables(report["data"], report["models"], render_size)  # every row readable
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SystemExit(
+            f"recipes.py: --add: {out}/recipes.json is not this script's report ({exc!r})"
+        ) from None
     if before != made:
         raise SystemExit(f"recipes.py: --add: {out} was made with {before}, not {made}")
     picture = cv2.imread(str(out / "recipes.png"), cv2.IMREAD_COLOR)
     rows = len(report["models"]) + 2  # the grey input on top, the truth at the bottom
-    if picture is None or picture.shape[0] != rows * ROW_HEIGHT:
-        raise SystemExit(f"recipes.py: --add: {out}/recipes.png does not hold {rows} rows")
-    strips = [
+    shape = (rows * ROW_HEIGHT, LABEL_WIDTH + len(photos) * (CELL + GAP), 3)
+    if picture is None or picture.shape != shape:
+        raise SystemExit(f"recipes.py: --add: {out}/recipes.png is not a grid of {rows} rows")
+    report["strips"] = [
         cv2.cvtColor(picture[i * ROW_HEIGHT : (i + 1) * ROW_HEIGHT], cv2.COLOR_BGR2RGB)
         for i in range(rows)
     ]
-    report["strips"] = strips
     return report
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def write_outputs(out: Path, text: str, report: dict, strips: list[np.ndarray]) -> None:
+    """All three files or none changed: each is written aside, then renamed over the old."""
+    from vidcolor.atomic import atomic_output
+
+    out.mkdir(parents=True, exist_ok=True)
+    picture = cv2.cvtColor(np.concatenate(strips, axis=0), cv2.COLOR_RGB2BGR)
+    ok, png = cv2.imencode(".png", picture)
+    if not ok:
+        raise SystemExit("recipes.py: could not encode the grid")
+    contents = {
+        "recipes.md": text.encode(),
+        "recipes.json": (json.dumps(report, indent=2, default=str) + "\n").encode(),
+        "recipes.png": png.tobytes(),
+    }
+    with contextlib.ExitStack() as stack:
+        parts = {name: stack.enter_context(atomic_output(out / name, True)) for name in contents}
+        for name, part in parts.items():
+            part.write_bytes(contents[name])
+    # (the renames happen as the stack closes, after every file is written in full)
+
+
 def main() -> None:
+    try:
+        run(parse_args())
+    except (VidcolorError, OSError) as exc:
+        raise SystemExit(f"recipes.py: {one_line(str(exc))}") from None
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=parse_model, action="append", required=True)
     parser.add_argument(
@@ -208,9 +281,9 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, action="append")
     parser.add_argument("--photo", action="append", help="FOLDER/FILE for the grid (6)")
-    parser.add_argument("--render-size", type=int, default=160)
-    parser.add_argument("--limit", type=int, default=None, help="photos per folder")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--render-size", type=positive, default=160)
+    parser.add_argument("--limit", type=positive, default=None, help="photos per folder")
+    parser.add_argument("--threads", type=positive, default=None)
     parser.add_argument(
         "--backend",
         default="auto",
@@ -225,11 +298,18 @@ def main() -> None:
         "scored again and replaced in place)",
     )
     args = parser.parse_args()
-    data = args.data or DATA
-    scales = dict(args.ab_scale)
-    unknown = set(scales) - {label for label, _ in args.model}
+    unknown = {label for label, _ in args.ab_scale} - {label for label, _ in args.model}
     if unknown:
         parser.error(f"--ab-scale names no --model label: {', '.join(sorted(unknown))}")
+    bad = [label for label, _ in args.model if "|" in label or "\n" in label]
+    if bad:
+        parser.error(f"a label may not hold '|' or a line break (a table cell): {bad[0]!r}")
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    data = args.data or DATA
+    scales = dict(args.ab_scale)
     photo_specs = args.photo or PHOTOS
     photos = [read_photo(spec, data) for spec in photo_specs]
 
@@ -263,20 +343,22 @@ def main() -> None:
             "ab_scale": scale,
             "facts": training_facts(path),
         }
-        for name, (evaluation, seconds) in scored.items():
+        for root in data:
+            evaluation, seconds = scored[root.name]
             if evaluation.grey is not None:
-                folders[name] = {
+                folders[root.name] = {
                     "images": evaluation.images,
+                    "fingerprint": folder_fingerprint(root),
                     "truth_colorfulness": evaluation.truth_colorfulness,
                     "grey": asdict(evaluation.grey),
                 }
-            if evaluation.images != folders[name]["images"]:
+            if evaluation.images != folders[root.name]["images"]:
                 raise SystemExit(
-                    f"recipes.py: {label} was scored on {evaluation.images} photos of {name}, "
-                    f"the other rows on {folders[name]['images']} (--limit)"
+                    f"recipes.py: {label} was scored on {evaluation.images} photos of "
+                    f"{root.name}, the other rows on {folders[root.name]['images']} (--limit)"
                 )
-            entry[name] = {"seconds": round(seconds, 1), **asdict(evaluation.model)}
-            print(f"{label} on {name}: {evaluation.images} photos in {seconds:.0f} s", flush=True)
+            entry[root.name] = {"seconds": round(seconds, 1), **asdict(evaluation.model)}
+            print(f"{label} on {root.name}: {evaluation.images} photos in {seconds:.0f} s")
         strip = grid_row(label, [colorize_array(p, engine, args.render_size) for p in photos])
         labels = [model["label"] for model in models]
         if label in labels:  # scored again: replaced where it stands
@@ -286,26 +368,14 @@ def main() -> None:
             models.append(entry)
             strips.insert(len(strips) - 1, strip)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    tables = []
-    for name, folder in folders.items():
-        rows = [("grey baseline", scores_of(folder["grey"]))]
-        rows += [(model["label"], scores_of(model[name])) for model in models]
-        tables.append(
-            f"**{name}** ({folder['images']} photos, render size {args.render_size})\n\n"
-            + table(rows, folder["truth_colorfulness"])
-        )
-    text = "\n\n".join(tables) + "\n"
+    text = render_tables(folders, models, args.render_size)
     report = {
         "render_size": args.render_size,
         "photos": photo_specs,
         "data": folders,
         "models": models,
     }
-    (args.out / "recipes.md").write_text(text)
-    (args.out / "recipes.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    picture = np.concatenate(strips, axis=0)
-    cv2.imwrite(str(args.out / "recipes.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    write_outputs(args.out, text, report, strips)
     print(text)
     print(f"wrote {args.out}/recipes.md, recipes.json, recipes.png", file=sys.stderr)
 

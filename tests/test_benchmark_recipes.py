@@ -100,3 +100,33 @@ def test_add_refuses_rows_made_another_way(setup):
     assert "was made with" in other.stderr and "Traceback" not in other.stderr
     labels, _ = rows_of(setup["out"])
     assert labels == ["a"]
+
+
+def test_add_refuses_a_broken_report_another_folder_or_a_bad_model_in_one_line(setup, tmp_path):
+    one, two = setup["models"]
+    assert recipes(setup, "--model", f"a={one}").returncode == 0
+    out = setup["out"]
+    saved = {name: (out / name).read_bytes() for name in ("recipes.md", "recipes.json")}
+    picture = cv2.imread(str(out / "recipes.png"))
+
+    def refused(*args: str | Path, fragment: str) -> None:
+        run = recipes(setup, "--add", *args)
+        assert run.returncode != 0 and fragment in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+        assert (out / "recipes.md").read_bytes() == saved["recipes.md"]  # nothing written
+
+    cv2.imwrite(str(out / "recipes.png"), picture[:, :100])  # a grid of another width
+    refused("--model", f"b={two}", fragment="is not a grid of 3 rows")
+    cv2.imwrite(str(out / "recipes.png"), picture)
+
+    report = json.loads(saved["recipes.json"])
+    del report["models"][0]["val"]
+    (out / "recipes.json").write_text(json.dumps(report))
+    refused("--model", f"b={two}", fragment="is not this script's report")
+    (out / "recipes.json").write_bytes(saved["recipes.json"])
+
+    refused("--model", f"b={tmp_path / 'nowhere.safetensors'}", fragment="not found")
+
+    # Other photos in a folder of the same name: not the table's validation set.
+    write_png(setup["folders"][0] / "p1.png", photo(99, 64, 48))
+    refused("--model", f"b={two}", fragment="was made with")
