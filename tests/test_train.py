@@ -454,6 +454,15 @@ def test_bad_recipe_values_are_one_line_user_errors(override, message):
     assert "\n" not in str(info.value)
 
 
+def test_a_val_set_cannot_hold_out_more_than_its_training_source_did():
+    train = str(load_recipe(CONFIG).data.sources[0].path)
+    same = [f"val.sets.0.path={train}", "val.sets.0.held_out=0.05"]
+    assert load_recipe(CONFIG, [*same, "data.sources.0.hold_out=0.05"]).val.sets[0].held_out
+    assert load_recipe(CONFIG, [*same, "data.sources.0.hold_out=0.2"])  # 0.05 lies within 0.2
+    with pytest.raises(VidcolorError, match="would validate on photos the run trains on"):
+        load_recipe(CONFIG, [*same, "data.sources.0.hold_out=0.01"])
+
+
 def test_discriminator_keys_are_checked_even_without_an_adversarial_loss():
     from vidcolor.train.fit import build_components
 

@@ -278,6 +278,19 @@ class Recipe:
                 f"recipe: val.sets: two sets are named alike ({', '.join(labels)}); give each "
                 "a name"
             )
+        for number, spec in enumerate(val.sets):
+            for source in data.sources:
+                # A larger share holds the smaller: only a larger val share overlaps training.
+                if (
+                    spec.held_out is not None
+                    and spec.held_out > source.hold_out
+                    and _same_path(spec.path, source.path)
+                ):
+                    raise VidcolorError(
+                        f"recipe: val.sets.{number}.held_out {spec.held_out:g} is more than the "
+                        f"hold_out {source.hold_out:g} of the training source at the same path: "
+                        "it would validate on photos the run trains on"
+                    )
 
     def _value(self, key: str) -> Any:
         """The value behind a dotted key; a key over a list gives the list's values."""
@@ -308,6 +321,10 @@ class Recipe:
             for s in data["sources"]
         ]
         return out
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    return os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
 def _plain_folder_name(name: str) -> bool:
