@@ -104,7 +104,15 @@ def read_photo(spec: str, data: list[Path]) -> np.ndarray:
     raise SystemExit(f"recipes.py: grid photo {spec} is in none of the --data folders")
 
 
-def score_model(engine, data: list[Path], render_size: int, limit: int | None, grey: bool):
+def score_model(
+    engine,
+    data: list[Path],
+    render_size: int,
+    limit: int | None,
+    grey: bool,
+    held_out: float | None = None,
+):
+    """{folder name: (evaluation, seconds)}; with ``held_out``, of that held-out share only."""
     from vidcolor.train.data import EvalSource
     from vidcolor.train.evaluate import evaluate_images
 
@@ -112,7 +120,7 @@ def score_model(engine, data: list[Path], render_size: int, limit: int | None, g
     for root in data:
         started = time.perf_counter()
         evaluation = evaluate_images(
-            engine, EvalSource(root).images(limit), render_size, with_grey=grey
+            engine, EvalSource(root, held_out).images(limit), render_size, with_grey=grey
         )
         results[root.name] = (evaluation, time.perf_counter() - started)
     return results

@@ -7,8 +7,11 @@ This scores one trained model at several T on the validation folders, beside the
 
     python benchmarks/temperature.py runs/seed-4-classification/generator.safetensors \\
         [--t 0.38 --t 0.5 ...] [--data ../shared/data/val ...] [--limit N] [--out FILE.json]
+        [--held-out 0.05]
 
-Choose T on these folders only if the targets are then checked on photos they do not hold.
+Choose T on these folders only if the targets are then checked on photos they do not hold:
+``--data ../shared/data/train --held-out 0.05`` scores the share a recipe's ``hold_out: 0.05``
+kept out of training.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, action="append")
     parser.add_argument("--render-size", type=int, default=160)
     parser.add_argument("--limit", type=int, default=None, help="photos per folder")
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=None,
+        help="only the photos of each folder a training hold_out of this share left out",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
@@ -64,7 +73,9 @@ def main() -> None:
         for number, temperature in enumerate(args.t or TEMPERATURES):
             path = with_temperature(args.model, temperature, Path(folder))
             engine = load_engine(path, render_size=args.render_size, threads=args.threads)
-            scored = score_model(engine, data, args.render_size, args.limit, grey=number == 0)
+            scored = score_model(
+                engine, data, args.render_size, args.limit, number == 0, args.held_out
+            )
             for name, (evaluation, _) in scored.items():
                 model = evaluation.model
                 if evaluation.grey is not None:
