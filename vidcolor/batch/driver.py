@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from vidcolor.plan import resolved
 log = logging.getLogger(__name__)
 
 STATE = LEDGER.parent  # OUTDIR/.vidcolor-batch: ledger, lock, chunks, temporary files
+TEARDOWN_LOG = "ray-teardown.log"  # in STATE: what Ray's C++ prints while it shuts down
 REPORT = "vidcolor-report.json"
 # A row whose worker process dies is run again this many times (on a restarted worker).
 MAX_TASK_RETRIES = 2
@@ -241,7 +243,8 @@ class _Job:
 
     def _run(self, todo: list[Item]) -> None:
         started = time.perf_counter()
-        with _ray(self.settings, self.report) as ray:
+        teardown_log = self.outdir / STATE / TEARDOWN_LOG
+        with _ray(self.settings, self.report, teardown_log) as ray:
             self.ray = ray
             with signals.kept_through():  # starting the workers puts Ray's handlers back
                 actors = self._start_actors(ray)
@@ -447,7 +450,7 @@ def _part(chunk: Chunk) -> str:
 
 
 @contextlib.contextmanager
-def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
+def _ray(settings: BatchSettings, report: Report, teardown_log: Path) -> Iterator[Any]:
     """A local Ray for this job (never a stale cluster by accident), or the one named."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = settings.address or os.environ.get("RAY_ADDRESS") or "local"
@@ -503,7 +506,30 @@ def _ray(settings: BatchSettings, report: Report) -> Iterator[Any]:
     try:
         yield ray
     finally:
-        ray.shutdown()
+        with _stderr_into(teardown_log):
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stderr_into(path: Path) -> Iterator[None]:
+    """File descriptor 2 into ``path`` for a while. Ray's core worker logs errors of its own
+    teardown (a task that cannot report its end to a driver already leaving) straight to it;
+    they belong in a log, and the job's one line alone on the terminal."""
+    sys.stderr.flush()
+    try:
+        log = open(path, "ab")  # noqa: SIM115 (closed below, after fd 2 is back)
+    except OSError:
+        yield
+        return
+    saved = os.dup(2)
+    try:
+        os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.close()
 
 
 def _check_reachable(address: str) -> None:
