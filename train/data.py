@@ -91,8 +91,9 @@ def iter_shard_members(
                 yield f"{shard.name}/{name}", rgb
 
 
-def _shard_images(shard: Path) -> Iterator[tuple[str, bytes]]:
-    """(member name, encoded bytes) of the image members of one tar, in the tar's order."""
+def _shard_images(shard: Path, read: bool = True) -> Iterator[tuple[str, bytes]]:
+    """(member name, encoded bytes) of the image members of one tar, in the tar's order (with
+    ``read`` False, the names from the tar's headers alone, with empty bytes)."""
     try:
         with tarfile.open(shard) as tar:
             for member in tar:
@@ -102,6 +103,9 @@ def _shard_images(shard: Path) -> Iterator[tuple[str, bytes]]:
                             f"{shard}: member {one_line(member.name)} declares {member.size} "
                             f"bytes, more than any photo ({MAX_MEMBER_BYTES >> 20} MiB); not read"
                         )
+                    if not read:
+                        yield member.name, b""
+                        continue
                     handle = tar.extractfile(member)
                     if handle is not None:
                         yield member.name, handle.read()
@@ -117,17 +121,6 @@ def is_held_out(key: str, fraction: float) -> bool:
         return False
     name = key.rsplit("/", 1)[-1].encode("utf-8", "surrogateescape")
     return int.from_bytes(hashlib.sha256(name).digest()[:8], "big") < fraction * 2**64
-
-
-def _member_names(shard: Path) -> Iterator[str]:
-    """The image members' names of one tar, read from its headers alone."""
-    try:
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
-                    yield member.name
-    except (OSError, tarfile.TarError) as exc:
-        raise VidcolorError(f"{shard}: not a readable .tar shard ({exc})") from exc
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -489,7 +482,7 @@ class EvalSource:
             in_shards = (
                 is_held_out(name, held_out)
                 for shard in self.shards
-                for name in _member_names(shard)
+                for name, _ in _shard_images(shard, read=False)
             )
             if not self.photos and not any(in_shards):
                 raise VidcolorError(
