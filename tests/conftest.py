@@ -750,6 +750,14 @@ def session_pids(sid: int) -> list[int]:
     return pids
 
 
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``start_new_session`` and all its session (Ray's)."""
+    for pid in session_pids(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
 @pytest.fixture
 def ray_head() -> Iterator[str]:
     """A cluster started apart (``ray start --head``, as on a cluster's head node, or a user's
@@ -782,10 +790,7 @@ def ray_head() -> Iterator[str]:
                 time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        for pid in session_pids(head.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        head.wait()
+        kill_session(head)
         # `ray start` left its address for later `ray.init()` calls: not a dead one
         current = Path("/tmp/ray/ray_current_cluster")
         with contextlib.suppress(OSError):
@@ -813,7 +818,4 @@ def another_local_ray() -> Iterator[None]:
         assert other.stdout is not None and other.stdout.readline().strip() == "up"
         yield
     finally:
-        for pid in session_pids(other.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        other.wait()
+        kill_session(other)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from conftest import (
     VideoSpec,
     asymmetric_grey,
     film_facts,
+    kill_session,
     packets_of,
     session_pids,
     write_video,
@@ -148,10 +148,7 @@ def _kill_when(outdir: Path, events: int, args: list[str]) -> None:
         if lines >= events and (events or workers):
             break
         time.sleep(0.05)
-    for pid in session_pids(process.pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    process.wait()
+    kill_session(process)
 
 
 def _is_worker(pid: int) -> bool:
