@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 VAL = REPO / ".." / "shared" / "data" / "val"
 # The issue's bar: an export's CIEDE2000 against the truth within this of fp32's.
 CIEDE_BAR = 0.5
+COLORFULNESS_BAR = 3.0  # int8 costs about 1.4-2 on 24-947 val photos (README)
 
 
 def tiny_weights(path: Path, seed: int = 0) -> Path:
@@ -378,7 +379,11 @@ def test_reduced_precision_is_within_ciede_bar_of_fp32_on_real_photos(precision,
     fp32 = evaluate_images(torch_engine, photos, 160).model
     ours = evaluate_images(reduced, photos, 160).model
     assert abs(ours.ciede2000 - fp32.ciede2000) <= CIEDE_BAR
-    assert abs(ours.psnr - fp32.psnr) <= 0.3
+    # One-sided on purpose: duller colour moves PSNR towards grey's, which on these photos is
+    # up as often as down (CI's CPU without VNNI: int8 +0.40 dB, 1.4 less colourfulness), so
+    # what is bounded is the loss of PSNR and of colour, not a gain.
+    assert ours.psnr >= fp32.psnr - 0.3
+    assert ours.colorfulness >= fp32.colorfulness - COLORFULNESS_BAR
 
 
 def test_int8_with_a_users_own_calibration_photos_is_a_separate_entry(tmp_path, make_image):
