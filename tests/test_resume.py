@@ -272,6 +272,7 @@ def test_a_signal_under_ray_workers_checkpoints_the_step_they_stopped_at(
     assert step >= 2 and load_checkpoint(path)["step"] == step
     assert read_metadata(run / "generator.safetensors")["step"] == str(step)
     assert not list(tmp_path.rglob(".ray"))
+    assert (run / "ray-teardown.log").is_file()  # what Ray's C++ printed while shutting down
 
 
 @pytest.mark.xdist_group("ray")  # one local cluster at a time

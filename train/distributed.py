@@ -30,6 +30,7 @@ import torch
 from vidcolor import signals
 from vidcolor.errors import VidcolorError, one_line
 from vidcolor.models.weights import read_metadata
+from vidcolor.stderr import RAY_TEARDOWN_LOG, shutdown_ray_quietly
 
 from .checkpoint import load_latest
 from .data import EvalSource, StepBatches, find_source_files
@@ -101,7 +102,7 @@ class StopFlag:
         return self.signum is not None
 
 
-def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any) -> None:
+def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any, teardown_log: Path) -> None:
     """trainer.fit() in a thread: the main thread, blocked inside ray.get, would never run a
     signal handler. On a signal the workers are asked to stop after their step and to
     checkpoint it, then ``Interrupted`` goes on to the command's one line. Workers that do not
@@ -136,7 +137,8 @@ def _fit_answering_signals(trainer: Any, ray: Any, stop_flag: Any) -> None:
             pass
         else:
             done.wait(STOP_GRACE_SECONDS)
-        ray.shutdown()  # ends workers still running (the fit thread then fails, unheard)
+        # ends workers still running (the fit thread then fails, unheard)
+        shutdown_ray_quietly(ray, teardown_log)
         raise
     if outcome:
         raise outcome[0]
@@ -250,12 +252,12 @@ def train_with_ray(
         ),
     )
     try:
-        _fit_answering_signals(trainer, ray, stop_flag)
+        _fit_answering_signals(trainer, ray, stop_flag, run_dir / RAY_TEARDOWN_LOG)
     except Exception as exc:  # Ray wraps a worker's error in its own types
         raise VidcolorError(f"training failed on a Ray worker: {_worker_error(exc)}") from exc
     finally:
         if ours:  # also stops the streaming of the workers' output: our line comes last
-            ray.shutdown()
+            shutdown_ray_quietly(ray, run_dir / RAY_TEARDOWN_LOG)
         shutil.rmtree(run_dir / RAY_STORAGE, ignore_errors=True)  # Ray Train's own records
     weights = run_dir / "generator.safetensors"
     info = read_metadata(weights)  # what rank 0 wrote last

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,11 +37,11 @@ from vidcolor.errors import VidcolorError, one_line
 from vidcolor.locks import exclusive
 from vidcolor.options import RunOptions
 from vidcolor.plan import resolved
+from vidcolor.stderr import RAY_TEARDOWN_LOG, shutdown_ray_quietly
 
 log = logging.getLogger(__name__)
 
 STATE = LEDGER.parent  # OUTDIR/.vidcolor-batch: ledger, lock, chunks, temporary files
-TEARDOWN_LOG = "ray-teardown.log"  # in STATE: what Ray's C++ prints while it shuts down
 REPORT = "vidcolor-report.json"
 # A row whose worker process dies is run again this many times (on a restarted worker).
 MAX_TASK_RETRIES = 2
@@ -243,7 +242,7 @@ class _Job:
 
     def _run(self, todo: list[Item]) -> None:
         started = time.perf_counter()
-        teardown_log = self.outdir / STATE / TEARDOWN_LOG
+        teardown_log = self.outdir / STATE / RAY_TEARDOWN_LOG
         with _ray(self.settings, self.report, teardown_log) as ray:
             self.ray = ray
             with signals.kept_through():  # starting the workers puts Ray's handlers back
@@ -506,30 +505,7 @@ def _ray(settings: BatchSettings, report: Report, teardown_log: Path) -> Iterato
     try:
         yield ray
     finally:
-        with _stderr_into(teardown_log):
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def _stderr_into(path: Path) -> Iterator[None]:
-    """File descriptor 2 into ``path`` for a while. Ray's core worker logs errors of its own
-    teardown (a task that cannot report its end to a driver already leaving) straight to it;
-    they belong in a log, and the job's one line alone on the terminal."""
-    sys.stderr.flush()
-    try:
-        log = open(path, "ab")  # noqa: SIM115 (closed below, after fd 2 is back)
-    except OSError:
-        yield
-        return
-    saved = os.dup(2)
-    try:
-        os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        log.close()
+        shutdown_ray_quietly(ray, teardown_log)
 
 
 def _check_reachable(address: str) -> None:
