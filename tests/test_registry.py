@@ -329,3 +329,26 @@ def test_importing_the_models_package_does_not_load_torch():
     code = "import sys, vidcolor.models; sys.exit('torch' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO).returncode == 0
+
+
+def test_the_seeds_share_one_budget_and_data():
+    """The comparison table differs only in network and loss: same steps, batch, crops, data
+    mixture, seed and validation for all five."""
+    pytest.importorskip("yaml")
+    from vidcolor.train.recipe import load_recipe
+
+    def budget(path: Path) -> tuple:
+        recipe = load_recipe(path)
+        return (
+            recipe.seed,
+            recipe.schedule.max_steps,
+            recipe.optim.batch_size,
+            recipe.data,
+            recipe.val,
+            recipe.checkpoint,
+        )
+
+    budgets = {path.stem: budget(path) for path in sorted((REPO / "configs").glob("seed-*.yaml"))}
+    assert len(budgets) == 5
+    first = budgets.pop("seed-1-unet-mse")
+    assert all(other == first for other in budgets.values()), budgets
