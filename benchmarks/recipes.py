@@ -8,6 +8,7 @@ the truth at the bottom.
     python benchmarks/recipes.py --model "seed 1=runs/seed-1-unet-mse/generator.safetensors" \\
         [--model LABEL=PATH ...] [--ab-scale LABEL=1.3] [--data ../shared/data/val ...]
         [--out docs/recipes]
+    python benchmarks/recipes.py --add --relabel "seed 1" "seed 1 (6,000 steps)"
 
 Writes OUT/recipes.md (one table per validation folder), OUT/recipes.json and OUT/recipes.png,
 and prints the tables. With --add, the rows already in OUT stay (their models need not be at
@@ -242,6 +243,19 @@ def load_previous(out: Path, data: list[Path], photos: list[str], render_size: i
     return report
 
 
+def relabel(models: list[dict], strips: list[np.ndarray], renames: list[list[str]]) -> None:
+    """Rename stored rows: the label in the report and the label cell of the row's strip."""
+    for old, new in renames:
+        labels = [model["label"] for model in models]
+        if old not in labels:
+            raise SystemExit(f"recipes.py: --relabel: no row is labelled {old!r}")
+        if new in labels:
+            raise SystemExit(f"recipes.py: --relabel: a row is already labelled {new!r}")
+        index = labels.index(old)
+        models[index]["label"] = new
+        strips[1 + index][:, :LABEL_WIDTH] = grid_row(new, [])[:, :LABEL_WIDTH]
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -279,7 +293,7 @@ def main() -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=parse_model, action="append", required=True)
+    parser.add_argument("--model", type=parse_model, action="append", default=[])
     parser.add_argument(
         "--ab-scale",
         type=parse_scale,
@@ -305,13 +319,27 @@ def parse_args() -> argparse.Namespace:
         help="keep the rows already in OUT and add these models (a label already there is "
         "scored again and replaced in place)",
     )
+    parser.add_argument(
+        "--relabel",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("OLD", "NEW"),
+        help="with --add: rename a row already in OUT, in the tables and the grid (say what a "
+        "row's model was when the table's terms change, without the model at hand)",
+    )
     args = parser.parse_args()
+    if not args.model and not args.relabel:
+        parser.error("give --model LABEL=PATH (or, with --add, --relabel OLD NEW)")
+    if args.relabel and not args.add:
+        parser.error("--relabel renames rows already in OUT: it needs --add")
     unknown = {label for label, _ in args.ab_scale} - {label for label, _ in args.model}
     if unknown:
         parser.error(f"--ab-scale names no --model label: {', '.join(sorted(unknown))}")
-    bad = [label for label, _ in args.model if "|" in label or "\n" in label]
+    given = [label for label, _ in args.model] + [new for _, new in args.relabel]
+    bad = [label for label in given if "|" in label or "\n" in label or not label.strip()]
     if bad:
-        parser.error(f"a label may not hold '|' or a line break (a table cell): {bad[0]!r}")
+        parser.error(f"a label may not be blank or hold '|' or a line break: {bad[0]!r}")
     return args
 
 
@@ -331,6 +359,7 @@ def run(args: argparse.Namespace) -> None:
         previous = load_previous(args.out, data, photo_specs, args.render_size)
         folders, models = previous["data"], previous["models"]
         strips = previous["strips"]
+        relabel(models, strips, args.relabel)
     else:
         folders, models = {}, []
         grey = grid_row("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])

@@ -130,3 +130,34 @@ def test_add_refuses_a_broken_report_another_folder_or_a_bad_model_in_one_line(s
     # Other photos in a folder of the same name: not the table's validation set.
     write_png(setup["folders"][0] / "p1.png", photo(99, 64, 48))
     refused("--model", f"b={two}", fragment="was made with")
+
+
+def test_relabel_renames_a_row_in_the_tables_and_the_grid_without_its_model(setup):
+    one, two = setup["models"]
+    assert recipes(setup, "--model", f"a={one}").returncode == 0
+    assert recipes(setup, "--add", "--model", f"b={two}").returncode == 0
+    _, before = rows_of(setup["out"])
+    one.unlink()
+    two.unlink()
+    renamed = recipes(setup, "--add", "--relabel", "a", "a (6,000 steps)")
+    assert renamed.returncode == 0, renamed.stderr
+    labels, after = rows_of(setup["out"])
+    assert labels == ["a (6,000 steps)", "b"]
+    table = (setup["out"] / "recipes.md").read_text()
+    assert table.count("| a (6,000 steps) |") == 2 and "| a |" not in table
+    assert not np.array_equal(before[1][:, :LABEL_WIDTH], after[1][:, :LABEL_WIDTH])
+    assert np.array_equal(before[1][:, LABEL_WIDTH:], after[1][:, LABEL_WIDTH:])
+    for i in (0, 2, 3):
+        assert np.array_equal(before[i], after[i])
+
+    for args, fragment in (
+        (("--relabel", "nobody", "x"), "no row is labelled 'nobody'"),
+        (("--relabel", "b", "a (6,000 steps)"), "already labelled"),
+        (("--relabel", "b", "x|y"), "may not be blank or hold '|'"),
+    ):
+        refused = recipes(setup, "--add", *args)
+        assert refused.returncode != 0 and fragment in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    no_add = recipes(setup, "--relabel", "b", "c")
+    assert no_add.returncode != 0 and "needs --add" in no_add.stderr
+    assert rows_of(setup["out"])[0] == ["a (6,000 steps)", "b"]
