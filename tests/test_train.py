@@ -673,3 +673,91 @@ def test_bf16_autocast_on_the_cpu_trains_close_to_fp32(archive, tmp_path):
         losses[precision] = [row["loss"]["loss"] for row in read_log(tmp_path / precision)]
     assert losses["bf16"] != losses["fp32"]  # autocast did run in bf16
     assert np.allclose(losses["bf16"], losses["fp32"], rtol=0.05), losses
+
+
+# --- starting from trained weights (init) ---------------------------------------------------
+
+
+def test_init_loads_what_fits_and_a_new_head_starts_fresh(tmp_path):
+    """The shipped regression model under a classification head: encoder and decoder load,
+    the head (another shape) keeps its fresh values."""
+    from vidcolor.models.registry import build_generator
+    from vidcolor.models.weights import load_fitting, save_generator
+
+    torch.manual_seed(1)
+    trained = build_generator(TINY["generator"])
+    save_generator(trained, tmp_path / "trained.safetensors")
+    torch.manual_seed(2)
+    classifier = build_generator(
+        {"arch": "unet-classification", "decoder_channels": [32, 16, 16], "bin_size": 10}
+    )
+    fresh_head = classifier.head.weight.detach().clone()
+    loaded, kept = load_fitting(classifier, tmp_path / "trained.safetensors")
+    assert kept == ["bin_centers", "head.bias", "head.weight"]
+    assert "encoder.stem.0.weight" in loaded or any(k.startswith("encoder.") for k in loaded)
+    ours, theirs = classifier.state_dict(), trained.state_dict()
+    for name in loaded:
+        assert torch.equal(ours[name], theirs[name]), name
+    assert torch.equal(classifier.head.weight, fresh_head)
+
+
+def test_a_run_starts_from_init_and_resume_refuses_another(archive, tmp_path, capsys):
+    shards, val = archive
+    first = train(recipe_from_dict(tiny_recipe(shards, val)), tmp_path / "first", show_bar=False)
+    raw = tiny_recipe(shards, val, max_steps=4)
+    raw["init"] = str(first.weights)
+    raw["optim"]["lr"] = raw["optim"]["encoder_lr"] = 1e-12  # a step that moves nothing
+    raw["budget"] = {"max_steps": 1}
+    recipe = recipe_from_dict(raw)
+    train(recipe, tmp_path / "second", show_bar=False)
+    assert f"init: {len(load_generator(first.weights).state_dict())} tensors from" in (
+        capsys.readouterr().err
+    )
+    start, now = (
+        load_generator(first.weights),
+        load_generator(tmp_path / "second" / "generator.safetensors"),
+    )
+    for name, tensor in start.named_parameters():
+        torch.testing.assert_close(now.get_parameter(name), tensor, rtol=0, atol=1e-6)
+
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(first.weights.read_bytes())
+    with open(other, "r+b") as handle:  # the same network, other weights: another start
+        handle.seek(-8, 2)
+        handle.write(b"\x00\x00\x80\x3f" * 2)
+    raw["init"] = str(other)
+    with pytest.raises(VidcolorError, match="init_sha256"):
+        train(recipe_from_dict(raw), tmp_path / "second", resume=True, show_bar=False)
+
+
+def test_an_init_of_another_network_or_no_file_fails_before_any_photo_loads(archive, tmp_path):
+    from vidcolor.models.registry import build_generator
+    from vidcolor.models.weights import save_generator
+
+    shards, val = archive
+    save_generator(
+        build_generator({"arch": "pix2pix-unet", "ngf": 8, "num_downs": 5}),
+        tmp_path / "pix2pix.safetensors",
+    )
+    raw = tiny_recipe(shards, val)
+    raw["init"] = str(tmp_path / "pix2pix.safetensors")
+    with pytest.raises(VidcolorError, match="fit 0% of this network's weights"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    raw["init"] = str(tmp_path / "nowhere.safetensors")
+    with pytest.raises(VidcolorError, match="nowhere.safetensors"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_fine_tuning_recipe_starts_from_every_tensor_of_the_shipped_model(
+    tmp_path, monkeypatch
+):
+    from vidcolor.models.registry import build_generator
+    from vidcolor.models.shipped import default_weights
+    from vidcolor.models.weights import fitting_tensors
+
+    monkeypatch.chdir(tmp_path)
+    recipe = load_recipe(CONFIGS / "finetune-my-archive.yaml")
+    assert recipe.init is not None and recipe.init.resolve() == default_weights().resolve()
+    loaded, kept = fitting_tensors(build_generator(recipe.generator), recipe.init)
+    assert kept == [] and loaded

@@ -51,7 +51,7 @@ GCS_PORT_VARIABLE = "RAY_GCS_SERVER_PORT"  # the port a local Ray's GCS listens 
 
 
 def absolute(recipe: Recipe) -> Recipe:
-    """The recipe with absolute data paths: Ray's workers need not share our cwd."""
+    """The recipe with absolute data and init paths: Ray's workers need not share our cwd."""
     data = dataclasses.replace(
         recipe.data,
         sources=[dataclasses.replace(s, path=s.path.absolute()) for s in recipe.data.sources],
@@ -59,7 +59,8 @@ def absolute(recipe: Recipe) -> Recipe:
     val = dataclasses.replace(
         recipe.val, sets=[dataclasses.replace(s, path=s.path.absolute()) for s in recipe.val.sets]
     )
-    return dataclasses.replace(recipe, data=data, val=val)
+    init = None if recipe.init is None else recipe.init.absolute()
+    return dataclasses.replace(recipe, data=data, val=val, init=init)
 
 
 def _uses_gpu(recipe: Recipe) -> bool:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from vidcolor.atomic import atomic_output
 from vidcolor.engines.torch_engine import TorchEngine, resolve_device
 from vidcolor.errors import VidcolorError, one_line
-from vidcolor.models.weights import save_generator
+from vidcolor.models.weights import fitting_tensors, load_fitting, save_generator
 from vidcolor.signals import HANDLED, Interrupted
 
 from .checkpoint import list_checkpoints, load_latest, restore_rng, rng_state, save_checkpoint
@@ -162,6 +162,8 @@ def build_components(recipe: Recipe) -> Components:
 
     torch.manual_seed(recipe.seed)
     generator = build_generator(recipe.generator)
+    if recipe.init is not None:
+        fitting_tensors(generator, recipe.init)  # a wrong file fails now, not after loading
     loss = build_loss(recipe.loss)
     loss.check_generator(generator)
     adversarial = loss.needs_discriminator
@@ -617,6 +619,14 @@ class _Trainer:
     def start_fresh(self) -> None:
         """Step 0: the pretrained encoder, and the loss's statistics of the training colours."""
         self.generator.load_pretrained()  # type: ignore[operator]
+        if self.recipe.init is not None:
+            loaded, fresh = load_fitting(self.generator, self.recipe.init)
+            if self.dist.main:
+                tqdm.write(
+                    f"init: {len(loaded)} tensors from {one_line(str(self.recipe.init))}; "
+                    f"{len(fresh)} start fresh{' (' + ', '.join(fresh[:4]) + ')' if fresh else ''}",
+                    file=sys.stderr,
+                )
         if self.loss.uses_statistics:
             self.loss.fit_statistics(sample_ab(self.sources, 2000, self.recipe.seed))
         self.loss.to(self.device)

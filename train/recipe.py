@@ -15,6 +15,10 @@ rates and budgets positive::
                                 #   GradScaler), bf16 on CUDA or a CPU with bf16 instructions
     threads: null               # torch CPU threads (null: torch's default)
     generator: {arch: ...}      # handed as is to vidcolor.models.registry.build_generator
+    init: null                  # a trained generator (.safetensors) to start from, relative to
+                                #   this file: its tensors that fit (name and shape) replace the
+                                #   fresh ones, e.g. the shipped model under a new head; a file
+                                #   fitting under half the network's weights is refused
     data:
       sources*:                 # mixed by weight: a sample is drawn from source i with
         - path: ../data/train   #   probability weight_i / sum(weights); a path is a folder of
@@ -200,6 +204,7 @@ class Recipe:
     precision: str = "fp32"
     threads: int | None = None
     generator: dict[str, Any] = field(default_factory=dict)
+    init: Path | None = None
     discriminator: DiscriminatorSpec = field(default_factory=DiscriminatorSpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
@@ -315,12 +320,26 @@ class Recipe:
         data = out["data"]
         for key in ("workers", "max_memory_mb"):
             data.pop(key)
+        # init by its bytes (the file may move), and only where set, as hold_out below
+        init = out.pop("init")
+        if init is not None:
+            out["init_sha256"] = init_digest(Path(init))
         # hold_out only where set, so that runs from before the key resume as they were
         data["sources"] = [
             {"weight": s["weight"], **({"hold_out": s["hold_out"]} if s["hold_out"] else {})}
             for s in data["sources"]
         ]
         return out
+
+
+def init_digest(path: Path) -> str:
+    """sha256 of the ``init`` weights, or one line saying why they cannot be read."""
+    from vidcolor.hashing import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise VidcolorError(f"recipe: init {path}: {exc.strerror or exc}") from None
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -374,6 +393,8 @@ def load_recipe(path: Path, overrides: Sequence[str] = ()) -> Recipe:
         ) from exc
     if not isinstance(raw, dict):
         raise VidcolorError(f"recipe {path} must be a YAML mapping")
+    if isinstance(raw.get("init"), str):
+        raw["init"] = _relative_to(path.parent, raw["init"])
     data, val = raw.get("data"), raw.get("val")
     for entries in (
         data.get("sources") if isinstance(data, dict) else None,

@@ -105,6 +105,62 @@ def load_generator(path: Path) -> Generator:
     return model.eval()
 
 
+MIN_FITTING_SHARE = 0.5  # of a network's float weights, by count, for a file to start it from
+
+
+def fitting_tensors(model: torch.nn.Module, path: Path) -> tuple[list[str], list[str]]:
+    """The names of ``model``'s tensors that a weights file holds with the same shape and kind,
+    and the names it leaves as they are, read from the file's header alone. A file that fits
+    under half the network's weights is another network: an error, not a silent partial start."""
+    own = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            found = {
+                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                for k in handle.keys()  # noqa: SIM118 (a safetensors handle does not iterate)
+            }
+    except (OSError, SafetensorError) as exc:
+        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+    fits = sorted(
+        k
+        for k, (shape, dtype) in found.items()
+        if k in own
+        and tuple(own[k].shape) == shape
+        and own[k].is_floating_point() == dtype.startswith(("F", "BF"))
+    )
+    learned = {k: t.numel() for k, t in own.items() if t.is_floating_point()}
+    share = sum(learned.get(k, 0) for k in fits) / max(1, sum(learned.values()))
+    if share < MIN_FITTING_SHARE:
+        raise VidcolorError(
+            f"model weights {path} fit {share:.0%} of this network's weights (another "
+            f"architecture?); starting from them needs at least {MIN_FITTING_SHARE:.0%}"
+        )
+    return fits, sorted(set(own) - set(fits))
+
+
+def load_fitting(model: torch.nn.Module, path: Path) -> tuple[list[str], list[str]]:
+    """Copy into ``model`` the tensors of a weights file that fit it (``fitting_tensors``): a
+    trained model to fine-tune, or the encoder and decoder under a new head. Returns the
+    names loaded and the names left as they were."""
+    fits, kept = fitting_tensors(model, path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            tensors = {k: handle.get_tensor(k) for k in fits}
+    except (OSError, SafetensorError) as exc:
+        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+    broken = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise VidcolorError(
+            f"model weights {path} are damaged: {len(broken)} tensor(s) hold NaN or infinite "
+            f"values (e.g. {broken[0]})"
+        )
+    own = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            own[name].copy_(tensor)
+    return fits, kept
+
+
 def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
     """A one-line summary of missing, unexpected and wrongly shaped tensors ('' when they fit)."""
 
