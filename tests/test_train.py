@@ -761,3 +761,7 @@ def test_the_fine_tuning_recipe_starts_from_every_tensor_of_the_shipped_model(
     assert recipe.init is not None and recipe.init.resolve() == default_weights().resolve()
     loaded, kept = fitting_tensors(build_generator(recipe.generator), recipe.init)
     assert kept == [] and loaded
+    # The classification candidate: all but the head over the colour bins.
+    recipe = load_recipe(CONFIGS / "candidate-classification-init.yaml")
+    loaded, kept = fitting_tensors(build_generator(recipe.generator), recipe.init)
+    assert kept == ["bin_centers", "head.bias", "head.weight"]
