@@ -746,6 +746,10 @@ def test_an_init_of_another_network_or_no_file_fails_before_any_photo_loads(arch
     raw["init"] = str(tmp_path / "nowhere.safetensors")
     with pytest.raises(VidcolorError, match="nowhere.safetensors"):
         train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
+    (tmp_path / "folder.safetensors").mkdir()
+    raw["init"] = str(tmp_path / "folder.safetensors")
+    with pytest.raises(VidcolorError, match="it is a folder, not a file"):
+        train(recipe_from_dict(raw), tmp_path / "run", show_bar=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

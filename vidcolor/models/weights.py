@@ -7,7 +7,9 @@ network) ends as one ``VidcolorError`` line, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -49,9 +51,17 @@ def read_tensor_names(path: Path) -> set[str]:
 
 
 def _read_header(path: Path) -> tuple[dict[str, str], set[str]]:
+    with _reading(path), safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {}), set(handle.keys())
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Every way a weights file fails to read, as one line (a folder says so, not 'os error 19')."""
+    if Path(path).is_dir():
+        raise VidcolorError(f"cannot read model weights {path}: it is a folder, not a file")
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {}), set(handle.keys())
+        yield
     except (OSError, SafetensorError) as exc:
         raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
 
@@ -79,10 +89,8 @@ def load_generator(path: Path) -> Generator:
     names a huge network allocates nothing before it is found not to fit.
     """
     config = read_config(path)
-    try:
+    with _reading(path):
         tensors = load_file(str(path))
-    except (OSError, SafetensorError) as exc:
-        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
     with torch.device("meta"):
         shapes = build_generator(config).state_dict()
     problem = _mismatch(shapes, tensors)
@@ -113,14 +121,11 @@ def fitting_tensors(model: torch.nn.Module, path: Path) -> tuple[list[str], list
     and the names it leaves as they are, read from the file's header alone. A file that fits
     under half the network's weights is another network: an error, not a silent partial start."""
     own = model.state_dict()
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            found = {
-                k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
-                for k in handle.keys()  # noqa: SIM118 (a safetensors handle does not iterate)
-            }
-    except (OSError, SafetensorError) as exc:
-        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+    with _reading(path), safe_open(str(path), framework="pt") as handle:
+        found = {
+            k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+            for k in handle.keys()  # noqa: SIM118 (a safetensors handle does not iterate)
+        }
     fits = sorted(
         k
         for k, (shape, dtype) in found.items()
@@ -143,11 +148,8 @@ def load_fitting(model: torch.nn.Module, path: Path) -> tuple[list[str], list[st
     trained model to fine-tune, or the encoder and decoder under a new head. Returns the
     names loaded and the names left as they were."""
     fits, kept = fitting_tensors(model, path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            tensors = {k: handle.get_tensor(k) for k in fits}
-    except (OSError, SafetensorError) as exc:
-        raise VidcolorError(f"cannot read model weights {path}: {_one_line(exc)}") from exc
+    with _reading(path), safe_open(str(path), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in fits}
     broken = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
     if broken:
         raise VidcolorError(
