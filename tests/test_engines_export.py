@@ -71,6 +71,18 @@ def test_fp32_export_round_trip_equals_torch_at_several_shapes(tmp_path):
     assert check_against_torch(load_generator(weights), path) <= EXPORT_TOLERANCE
 
 
+def test_an_export_that_does_not_compute_the_model_is_refused(tmp_path):
+    """The check passes fp32 rounding (EXPORT_TOLERANCE) but not a network that differs."""
+    weights = tiny_weights(tmp_path / "tiny.safetensors")
+    path = cached_export(weights, "fp32")
+    other = load_generator(weights)
+    with torch.no_grad():
+        last = [p for p in other.parameters() if p.ndim == 1][-1]
+        last.add_(0.05)  # one bias of the last layer nudged: a wrong export, not rounding
+    with pytest.raises(VidcolorError, match="the ONNX export differs from PyTorch by"):
+        check_against_torch(other, path)
+
+
 def rounding_bound(batch: np.ndarray, fp32: np.ndarray) -> float:
     """1e-3, or twice PyTorch fp32's own distance from float64 where that is larger.
 

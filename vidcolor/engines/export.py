@@ -30,8 +30,11 @@ OPSET = 18
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_NAME = "L"
 OUTPUT_NAME = "ab"
-# The fp32 export must equal PyTorch on ab (Lab units) within this, at every checked shape.
-EXPORT_TOLERANCE = 1e-3
+# The fp32 export must equal PyTorch on ab (Lab units) within this, at every checked shape: a
+# hundredth of a just-noticeable colour difference. fp32 rounding alone reaches 1e-3 (a plain
+# U-Net trained 2,000 steps: PyTorch fp32 is 1.05e-3 from float64, ONNX Runtime 1.14e-3, 1.5e-3
+# apart); an export that is wrong is off by whole units.
+EXPORT_TOLERANCE = 1e-2
 
 
 def export_key(
