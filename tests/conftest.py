@@ -202,6 +202,8 @@ def saved_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(signals, "_received", None)
     before = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
+    for signum in signals.HANDLED:  # from the defaults, even when pytest runs under nohup
+        signal.signal(signum, signal.SIG_DFL)
     yield
     for signum, handler in before.items():
         signal.signal(signum, handler)

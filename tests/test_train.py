@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import filecmp
 import io
 import json
 import tarfile
@@ -762,7 +763,8 @@ def test_the_fine_tuning_recipe_starts_from_every_tensor_of_the_shipped_model(
 
     monkeypatch.chdir(tmp_path)
     recipe = load_recipe(CONFIGS / "finetune-my-archive.yaml")
-    assert recipe.init is not None and recipe.init.resolve() == default_weights().resolve()
+    # The same file as the one vidcolor loads (an installed package holds its own copy).
+    assert recipe.init is not None and filecmp.cmp(recipe.init, default_weights(), shallow=False)
     loaded, kept = fitting_tensors(build_generator(recipe.generator), recipe.init)
     assert kept == [] and loaded
     # The classification candidate: all but the head over the colour bins.
