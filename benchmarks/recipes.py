@@ -9,6 +9,7 @@ the truth at the bottom.
         [--model LABEL=PATH ...] [--ab-scale LABEL=1.3] [--data ../shared/data/val ...]
         [--out docs/recipes]
     python benchmarks/recipes.py --add --relabel "seed 1" "seed 1 (6,000 steps)"
+    python benchmarks/recipes.py --add --model "seed 3=..." --move "seed 3" "seed 2"
 
 Writes OUT/recipes.md (one table per validation folder), OUT/recipes.json and OUT/recipes.png,
 and prints the tables. With --add, the rows already in OUT stay (their models need not be at
@@ -256,6 +257,28 @@ def relabel(models: list[dict], strips: list[np.ndarray], renames: list[list[str
         strips[1 + index][:, :LABEL_WIDTH] = grid_row(new, [])[:, :LABEL_WIDTH]
 
 
+def move(models: list[dict], strips: list[np.ndarray], moves: list[list[str]]) -> None:
+    """Put a row right after another, in the tables and the grid alike: rows added in later
+    sittings can stand beside their kind instead of at the end."""
+    for label, after in moves:
+        labels = [model["label"] for model in models]
+        index = labels.index(label)
+        entry, strip = models.pop(index), strips.pop(1 + index)
+        target = [model["label"] for model in models].index(after) + 1
+        models.insert(target, entry)
+        strips.insert(1 + target, strip)
+
+
+def check_moves(moves: list[list[str]], labels: list[str]) -> None:
+    """Before any model is scored: a move that names no row fails at once, not after minutes."""
+    for label, after in moves:
+        for name in (label, after):
+            if name not in labels:
+                raise SystemExit(f"recipes.py: --move: no row is labelled {name!r}")
+        if label == after:
+            raise SystemExit(f"recipes.py: --move: a row cannot go after itself ({label!r})")
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -328,11 +351,19 @@ def parse_args() -> argparse.Namespace:
         help="with --add: rename a row already in OUT, in the tables and the grid (say what a "
         "row's model was when the table's terms change, without the model at hand)",
     )
+    parser.add_argument(
+        "--move",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LABEL", "AFTER"),
+        help="with --add: put row LABEL (stored or given) right after row AFTER",
+    )
     args = parser.parse_args()
-    if not args.model and not args.relabel:
-        parser.error("give --model LABEL=PATH (or, with --add, --relabel OLD NEW)")
-    if args.relabel and not args.add:
-        parser.error("--relabel renames rows already in OUT: it needs --add")
+    if not args.model and not args.relabel and not args.move:
+        parser.error("give --model LABEL=PATH (or, with --add, --relabel OLD NEW or --move)")
+    if (args.relabel or args.move) and not args.add:
+        parser.error("--relabel and --move change rows already in OUT: each needs --add")
     unknown = {label for label, _ in args.ab_scale} - {label for label, _ in args.model}
     if unknown:
         parser.error(f"--ab-scale names no --model label: {', '.join(sorted(unknown))}")
@@ -360,6 +391,8 @@ def run(args: argparse.Namespace) -> None:
         folders, models = previous["data"], previous["models"]
         strips = previous["strips"]
         relabel(models, strips, args.relabel)
+        new_labels = [label for label, _ in args.model]
+        check_moves(args.move, [model["label"] for model in models] + new_labels)
     else:
         folders, models = {}, []
         grey = grid_row("grey input", [grey_rgb(as_float_rgb(p)) for p in photos])
@@ -405,6 +438,7 @@ def run(args: argparse.Namespace) -> None:
             models.append(entry)
             strips.insert(len(strips) - 1, strip)
 
+    move(models, strips, args.move)
     text = render_tables(folders, models, args.render_size)
     report = {
         "render_size": args.render_size,

@@ -161,3 +161,26 @@ def test_relabel_renames_a_row_in_the_tables_and_the_grid_without_its_model(setu
     no_add = recipes(setup, "--relabel", "b", "c")
     assert no_add.returncode != 0 and "needs --add" in no_add.stderr
     assert rows_of(setup["out"])[0] == ["a (6,000 steps)", "b"]
+
+
+def test_move_puts_a_row_after_another_in_the_tables_and_the_grid(setup):
+    one, two = setup["models"]
+    assert recipes(setup, "--model", f"a={one}", "--model", f"b={two}").returncode == 0
+    labels, before = rows_of(setup["out"])
+    assert labels == ["a", "b"]
+    for args, fragment in (
+        (("--move", "nobody", "a"), "no row is labelled 'nobody'"),
+        (("--move", "a", "a"), "cannot go after itself"),
+    ):
+        refused = recipes(setup, "--add", *args)
+        assert refused.returncode != 0 and fragment in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    moved = recipes(setup, "--add", "--move", "a", "b")
+    assert moved.returncode == 0, moved.stderr
+    labels, after = rows_of(setup["out"])
+    assert labels == ["b", "a"]
+    assert np.array_equal(after[1], before[2]) and np.array_equal(after[2], before[1])
+    assert np.array_equal(after[0], before[0]) and np.array_equal(after[3], before[3])
+    table = (setup["out"] / "recipes.md").read_text()
+    assert table.index("| b |") < table.index("| a |")
+    assert "needs --add" in recipes(setup, "--move", "a", "b").stderr
