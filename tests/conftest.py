@@ -195,6 +195,15 @@ def _write_sine(
     out.mux(audio.encode(None))
 
 
+def default_signal_handlers() -> None:
+    """The handlers vidcolor's own would replace, at their defaults: under nohup a test (or a
+    run it starts) would inherit SIGHUP ignored, which vidcolor rightly keeps ignored."""
+    from vidcolor import signals
+
+    for signum in signals.HANDLED:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 @pytest.fixture
 def saved_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Handlers and the received signal are process-wide: put both back for later tests."""
@@ -202,8 +211,7 @@ def saved_handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(signals, "_received", None)
     before = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
-    for signum in signals.HANDLED:  # from the defaults, even when pytest runs under nohup
-        signal.signal(signum, signal.SIG_DFL)
+    default_signal_handlers()
     yield
     for signum, handler in before.items():
         signal.signal(signum, handler)

@@ -24,6 +24,7 @@ from conftest import (
     ONE_THREAD,
     REPO,
     VideoSpec,
+    default_signal_handlers,
     film_facts,
     joined_twice,
     leftovers,
@@ -360,11 +361,6 @@ def assert_clean_failure(run, out: Path, existed: bool = False) -> None:
         assert leftovers(out.parent, recursive=False) == []
 
 
-def default_signal_handlers() -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 def start_long_film(make_video, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """A colourising run that lasts long enough to be interrupted mid-film."""
     source = make_video("long.mp4", width=96, height=64, frames=1500)
@@ -377,7 +373,7 @@ def start_long_film(make_video, tmp_path: Path) -> tuple[subprocess.Popen, Path]
         env=env,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=default_signal_handlers,  # under nohup the run would inherit SIGHUP ignored
+        preexec_fn=default_signal_handlers,
     )
     deadline = time.monotonic() + 120
     while not list(out_dir.glob(".*part*")) and proc.poll() is None:

@@ -96,14 +96,7 @@ def load_generator(path: Path) -> Generator:
     problem = _mismatch(shapes, tensors)
     if problem:
         raise VidcolorError(f"model weights {path} do not fit {config.arch}: {problem}")
-    broken = sorted(
-        k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()
-    )
-    if broken:  # NaN or infinite weights would turn every picture white or black, silently
-        raise VidcolorError(
-            f"model weights {path} are damaged: {len(broken)} tensor(s) hold NaN or infinite "
-            f"values (e.g. {broken[0]})"
-        )
+    _refuse_damaged(path, tensors)
     model = build_generator(config)
     try:
         model.load_state_dict(tensors)
@@ -150,17 +143,24 @@ def load_fitting(model: torch.nn.Module, path: Path) -> tuple[list[str], list[st
     fits, kept = fitting_tensors(model, path)
     with _reading(path), safe_open(str(path), framework="pt") as handle:
         tensors = {k: handle.get_tensor(k) for k in fits}
-    broken = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
-    if broken:
-        raise VidcolorError(
-            f"model weights {path} are damaged: {len(broken)} tensor(s) hold NaN or infinite "
-            f"values (e.g. {broken[0]})"
-        )
+    _refuse_damaged(path, tensors)
     own = model.state_dict()
     with torch.no_grad():
         for name, tensor in tensors.items():
             own[name].copy_(tensor)
     return fits, kept
+
+
+def _refuse_damaged(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """NaN or infinite weights would turn every picture white or black, silently."""
+    broken = sorted(
+        k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()
+    )
+    if broken:
+        raise VidcolorError(
+            f"model weights {path} are damaged: {len(broken)} tensor(s) hold NaN or infinite "
+            f"values (e.g. {broken[0]})"
+        )
 
 
 def _mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
