@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,7 +167,14 @@ def finish(proc: subprocess.Popen, timeout: float) -> str:
         return proc.communicate(timeout=timeout)[1]
     except subprocess.TimeoutExpired:
         kill_session(proc)
-        raise
+        err = proc.communicate()[1]  # all of it: the exception's repr cuts the middle out
+        said = [line for line in err.splitlines() if not re.search(r"\bstep \d+", line)]
+        steps = [line for line in err.splitlines() if re.search(r"\bstep \d+", line)]
+        pytest.fail(
+            f"the run still ran {timeout:.0f} s later; its last progress line: "
+            f"{steps[-1] if steps else None!r}; the rest of its stderr, each line once:\n"
+            + "\n".join(dict.fromkeys(said))
+        )
 
 
 def run_fit(config: Path, out: Path, *args: str) -> subprocess.Popen:
