@@ -313,3 +313,4 @@ def test_an_error_on_a_ray_worker_is_one_line_without_ray_tracebacks(
     last = err.strip().splitlines()[-1]
     assert last.startswith("vidcolor: error: training failed on a Ray worker: training diverged")
     assert "Traceback" not in err, err
+    assert "Started a local Ray instance" not in err, err  # Ray's start-up chatter

@@ -18,6 +18,7 @@ photos in memory.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -162,6 +163,7 @@ def _start_local_ray(ray: Any) -> None:
         ray.init(
             address="local",
             include_dashboard=False,
+            logging_level=logging.ERROR,  # its start-up chatter is not the run's output
             runtime_env={"env_vars": {"RAY_ADDRESS": address}},
         )
     finally:
@@ -225,7 +227,7 @@ def train_with_ray(
         if ours and address == "local":
             _start_local_ray(ray)
         elif ours:
-            ray.init(address=address, include_dashboard=False)
+            ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR)
     stop_flag = ray.remote(num_cpus=0)(StopFlag).remote()
     trainer = TorchTrainer(
         _worker_loop,
